@@ -1,0 +1,73 @@
+# mlops-workbook: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet
+STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.installed-lab
+PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_LOGGING_LEVEL := WARNING
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+export GIT_PYTHON_REFRESH := quiet
+
+.PHONY: help install run lab test test-unit test-notebooks lint format notebooks lock clean clean-workspace
+
+help: ## list every target
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements/test.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) -r requirements/test.lock
+	$(UV) --no-deps -e .
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the locked dependencies and the package (idempotent)
+
+$(LAB_STAMP): $(STAMP) requirements/lab.lock
+	$(UV) -r requirements/lab.lock
+	@touch $@
+
+run: install ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
+	$(BIN)/mlops-workbook run $(ARGS)
+
+lab: $(LAB_STAMP) ## open JupyterLab on the notebooks (installs the lab extra first)
+	cd notebooks && ../$(BIN)/jupyter lab
+
+test: install ## run every test: unit, integration, nbval on every notebook, papermill runs
+	$(BIN)/pytest -n 2 --dist loadscope tests notebooks $(PYTEST_NOTEBOOKS)
+
+test-unit: install ## run the unit tests only (fast)
+	$(BIN)/pytest -n 2 tests/unit
+
+test-notebooks: install ## run nbval on the committed notebooks only
+	$(BIN)/pytest -n 2 --dist loadscope notebooks $(PYTEST_NOTEBOOKS)
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff fix and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+notebooks: install ## re-execute the committed notebooks in place (stored outputs nbval compares)
+	$(BIN)/mlops-workbook refresh $(NB)
+
+lock: install ## re-resolve requirements/*.lock from pyproject.toml (needs the network)
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra lab --python-version 3.11 --no-header --quiet -o requirements/lab.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -c requirements/lab.lock --no-header --quiet -o requirements/test.lock
+
+clean-workspace: ## delete the workspace (generated data, mlflow.db, artifacts, runs)
+	rm -rf workspace
+
+clean: clean-workspace ## delete the workspace, .venv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

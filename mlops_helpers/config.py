@@ -1,0 +1,81 @@
+"""Where the workbook keeps its files, and the quiet, offline MLflow settings.
+
+Paths come from the package's location (or ``MLOPS_WORKBOOK_HOME``), never from the
+current working directory, so a notebook behaves the same in JupyterLab (kernel started
+in ``notebooks/``) and under papermill (kernel started wherever the caller is).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "MLOPS_WORKBOOK_HOME"
+
+# Settings MLflow reads from the environment; they must be set before mlflow is imported.
+MLFLOW_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def project_root() -> Path:
+    """The source checkout this package lives in (the folder holding pyproject.toml)."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        return root
+    raise RuntimeError(
+        f"mlops_helpers is not installed from a source checkout ({root} has no "
+        f"pyproject.toml); set {HOME_ENV} to choose a workspace folder"
+    )
+
+
+def notebooks_dir() -> Path:
+    """The folder of the committed notebooks."""
+    return project_root() / "notebooks"
+
+
+def workspace_path() -> Path:
+    """The workspace folder (``$MLOPS_WORKBOOK_HOME`` or ``<project>/workspace``); not created."""
+    env = os.environ.get(HOME_ENV, "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    return project_root() / "workspace"
+
+
+def ensure_workspace(*parts: str) -> Path:
+    """Create (if needed) and return a folder inside the workspace."""
+    path = workspace_path().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def apply_mlflow_env() -> None:
+    """Set MLflow's quiet, offline environment defaults (call before importing mlflow)."""
+    for key, value in MLFLOW_ENV.items():
+        os.environ.setdefault(key, value)
+    # Telemetry must be off whatever the caller had set.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+def show_path(path: Path) -> str:
+    """A path written relative to the workspace (``<workspace>/...``) for printing.
+
+    Notebook outputs must not contain absolute paths: they differ per machine and
+    would make nbval comparisons fail.
+    """
+    path = Path(path).resolve()
+    for base, label in ((workspace_path(), "<workspace>"), (_source_root(), "<project>")):
+        if base is not None and path.is_relative_to(base):
+            rel = path.relative_to(base).as_posix()
+            return label if rel == "." else f"{label}/{rel}"
+    return path.name
+
+
+def _source_root() -> Path | None:
+    try:
+        return project_root()
+    except RuntimeError:
+        return None

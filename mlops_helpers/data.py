@@ -1,0 +1,267 @@
+"""Synthetic raw extracts for the ad-viewability scenario, deterministic from a seed.
+
+Each day has an impressions extract and a viewability-labels extract; a placements
+reference table is shared by all days. Every day carries a little realistic mess
+(a few exact duplicates, late rows from the day before, missing optional values,
+missing labels); ``fault`` injects one larger problem into a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FAULTS = (
+    "schema_change",
+    "duplicates",
+    "nulls",
+    "out_of_range",
+    "late_rows",
+    "empty_day",
+    "unknown_category",
+)
+FAULT_DESCRIPTIONS = {
+    "schema_change": "column page_load_ms renamed to page_load_time_ms by an upstream release",
+    "duplicates": "5% of impressions delivered twice",
+    "nulls": "5% of impressions lack a required placement_id or device",
+    "out_of_range": "5% of scroll_depth values sent in percent (0-100) instead of a fraction",
+    "late_rows": "5% of rows belong to the previous day",
+    "empty_day": "the day's impressions extract is empty",
+    "unknown_category": "5% of impressions name a device or placement the reference lacks",
+}
+FAULT_FRACTION = 0.05
+
+DEVICES = ("desktop", "mobile", "tablet")
+SITE_CATEGORIES = ("news", "sports", "entertainment", "tech", "finance")
+AD_FORMATS = ("banner", "video", "native")
+POSITIONS = ("above_fold", "below_fold")
+AD_SIZES = ((300, 250), (728, 90), (320, 50), (160, 600), (300, 600))
+N_PLACEMENTS = 40
+
+IMPRESSION_COLUMNS = (
+    "impression_id",
+    "ts",
+    "placement_id",
+    "device",
+    "ad_width",
+    "ad_height",
+    "page_load_ms",
+    "scroll_depth",
+    "time_on_page_s",
+)
+LABEL_COLUMNS = ("impression_id", "viewable")
+
+# Baseline mess present on every day, fault or not.
+BASE_DUPLICATES = 0.005
+BASE_LATE = 0.002
+BASE_MISSING_LOAD = 0.01
+BASE_MISSING_LABEL = 0.01
+
+
+@dataclass(frozen=True)
+class RawDay:
+    """One day's raw extracts as they arrive: impressions and their viewability labels."""
+
+    day: dt.date
+    impressions: pd.DataFrame
+    labels: pd.DataFrame
+
+
+def as_day(value: str | dt.date) -> dt.date:
+    """Parse ``YYYY-MM-DD`` (or pass a date through)."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def day_range(start_day: str | dt.date, n_days: int) -> list[dt.date]:
+    """``n_days`` consecutive days from ``start_day``."""
+    start = as_day(start_day)
+    return [start + dt.timedelta(days=i) for i in range(n_days)]
+
+
+def check_fault(fault: str) -> str:
+    """Return ``fault`` if it is ``"none"`` or a known fault name, else raise ValueError."""
+    if fault != "none" and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; use 'none' or one of {', '.join(FAULTS)}")
+    return fault
+
+
+def generate_placements(seed: int) -> pd.DataFrame:
+    """The placements reference table: site category, ad format and position per placement."""
+    rng = np.random.default_rng([seed, 0])
+    ids = [f"P{i:03d}" for i in range(N_PLACEMENTS)]
+    return pd.DataFrame(
+        {
+            "placement_id": ids,
+            "site_category": rng.choice(SITE_CATEGORIES, N_PLACEMENTS),
+            "ad_format": rng.choice(AD_FORMATS, N_PLACEMENTS, p=[0.6, 0.2, 0.2]),
+            "position": rng.choice(POSITIONS, N_PLACEMENTS),
+        }
+    )
+
+
+def _impressions(day: dt.date, n: int, rng: np.random.Generator, drift: float) -> pd.DataFrame:
+    ids = pd.Series(np.arange(n)).astype(str).str.zfill(7)
+    seconds = rng.integers(0, 86_400, n)
+    size = rng.integers(0, len(AD_SIZES), n)
+    widths = np.array([w for w, _ in AD_SIZES])[size]
+    heights = np.array([h for _, h in AD_SIZES])[size]
+    return pd.DataFrame(
+        {
+            "impression_id": day.strftime("%Y%m%d-") + ids,
+            "ts": pd.Timestamp(day) + pd.to_timedelta(seconds, unit="s"),
+            "placement_id": np.array([f"P{i:03d}" for i in range(N_PLACEMENTS)])[
+                rng.integers(0, N_PLACEMENTS, n)
+            ],
+            "device": rng.choice(DEVICES, n, p=[0.45, 0.45, 0.10]),
+            "ad_width": widths,
+            "ad_height": heights,
+            "page_load_ms": np.round(rng.lognormal(np.log(800) + 0.4 * drift, 0.5, n), 1),
+            "scroll_depth": np.round(rng.beta(2.0, 2.0 + 2.0 * drift, n), 4),
+            "time_on_page_s": np.round(rng.exponential(40.0, n), 1),
+        }
+    )
+
+
+def _labels(
+    impressions: pd.DataFrame,
+    placements: pd.DataFrame,
+    rng: np.random.Generator,
+    drift: float,
+) -> pd.DataFrame:
+    ref = placements.set_index("placement_id")
+    above = impressions["placement_id"].map(ref["position"]).eq("above_fold").to_numpy()
+    video = impressions["placement_id"].map(ref["ad_format"]).eq("video").to_numpy()
+    mobile = impressions["device"].eq("mobile").to_numpy()
+    load = np.log(impressions["page_load_ms"].to_numpy() / 800.0)
+    scroll = impressions["scroll_depth"].to_numpy() - 0.5
+    logit = (
+        -0.3
+        + 1.6 * above
+        + 0.7 * video
+        - 0.4 * mobile
+        + 2.5 * (1.0 - 0.3 * drift) * scroll
+        - 0.9 * load
+        + 0.004 * impressions["time_on_page_s"].to_numpy()
+    )
+    viewable = rng.random(len(impressions)) < 1.0 / (1.0 + np.exp(-logit))
+    return pd.DataFrame(
+        {"impression_id": impressions["impression_id"], "viewable": viewable.astype("int64")}
+    )
+
+
+def _sample(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    k = int(round(n * fraction))
+    return np.sort(rng.choice(n, size=k, replace=False)) if k else np.array([], dtype=int)
+
+
+def _add_mess(df: pd.DataFrame, day: dt.date, rng: np.random.Generator) -> pd.DataFrame:
+    late = _sample(len(df), BASE_LATE, rng)
+    df.loc[late, "ts"] = df.loc[late, "ts"] - pd.Timedelta(days=1)
+    missing = _sample(len(df), BASE_MISSING_LOAD, rng)
+    df.loc[missing, "page_load_ms"] = np.nan
+    dupes = df.iloc[_sample(len(df), BASE_DUPLICATES, rng)]
+    return pd.concat([df, dupes], ignore_index=True)
+
+
+def inject_fault(impressions: pd.DataFrame, fault: str, rng: np.random.Generator) -> pd.DataFrame:
+    """Return a copy of ``impressions`` with ``fault`` injected (``"none"`` returns it as is)."""
+    df = impressions.copy()
+    if check_fault(fault) == "none":
+        return df
+    rows = _sample(len(df), FAULT_FRACTION, rng)
+    half = rows[: len(rows) // 2]
+    other = rows[len(rows) // 2 :]
+    if fault == "schema_change":
+        df = df.rename(columns={"page_load_ms": "page_load_time_ms"})
+    elif fault == "duplicates":
+        df = pd.concat([df, df.iloc[rows]], ignore_index=True)
+    elif fault == "nulls":
+        df["placement_id"] = df["placement_id"].astype(object)
+        df["device"] = df["device"].astype(object)
+        df.loc[half, "placement_id"] = None
+        df.loc[other, "device"] = None
+    elif fault == "out_of_range":
+        df.loc[rows, "scroll_depth"] = np.round(df.loc[rows, "scroll_depth"] * 100 + 1, 2)
+    elif fault == "late_rows":
+        df.loc[rows, "ts"] = df.loc[rows, "ts"] - pd.Timedelta(days=1)
+    elif fault == "empty_day":
+        df = df.iloc[0:0]
+    elif fault == "unknown_category":
+        df.loc[half, "device"] = "smart_tv"
+        df.loc[other, "placement_id"] = "P999"
+    return df
+
+
+def generate_day(
+    day: str | dt.date,
+    n_rows: int,
+    seed: int,
+    fault: str = "none",
+    drift: float = 0.0,
+    placements: pd.DataFrame | None = None,
+) -> RawDay:
+    """Generate one day's raw extracts (deterministic from ``seed`` and ``day``)."""
+    day = as_day(day)
+    check_fault(fault)
+    if n_rows < 1:
+        raise ValueError(f"n_rows must be a positive int, got {n_rows}")
+    placements = generate_placements(seed) if placements is None else placements
+    rng = np.random.default_rng([seed, day.toordinal()])
+    clean = _impressions(day, n_rows, rng, drift)
+    labels = _labels(clean, placements, rng, drift)
+    labels = labels.drop(index=_sample(len(labels), BASE_MISSING_LABEL, rng))
+    messy = _add_mess(clean, day, rng)
+    faulty = inject_fault(messy, fault, np.random.default_rng([seed, day.toordinal(), 1]))
+    if fault == "empty_day":
+        labels = labels.iloc[0:0]
+    return RawDay(day, faulty.reset_index(drop=True), labels.reset_index(drop=True))
+
+
+def raw_day_dir(raw_root: Path, day: dt.date) -> Path:
+    """The folder of one day's raw extracts."""
+    return Path(raw_root) / f"day={day.isoformat()}"
+
+
+def write_raw_dataset(
+    raw_root: Path,
+    start_day: str | dt.date,
+    n_days: int,
+    n_rows: int,
+    seed: int,
+    fault: str = "none",
+    drift: float = 0.0,
+) -> list[dt.date]:
+    """Write placements and ``n_days`` of raw extracts as CSV; ``fault`` hits the last day.
+
+    Raw data is immutable: a day whose files already exist is left untouched.
+    Returns the days written or found.
+    """
+    raw_root = Path(raw_root)
+    raw_root.mkdir(parents=True, exist_ok=True)
+    placements = generate_placements(seed)
+    _write_csv_once(placements, raw_root / "placements.csv")
+    days = day_range(start_day, n_days)
+    for day in days:
+        folder = raw_day_dir(raw_root, day)
+        if (folder / "labels.csv").exists():
+            continue
+        raw = generate_day(
+            day, n_rows, seed, fault if day == days[-1] else "none", drift, placements
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_csv_once(raw.impressions, folder / "impressions.csv")
+        _write_csv_once(raw.labels, folder / "labels.csv")
+    return days
+
+
+def _write_csv_once(df: pd.DataFrame, path: Path) -> None:
+    if path.exists():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
+    tmp.replace(path)

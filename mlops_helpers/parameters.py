@@ -1,0 +1,105 @@
+"""Notebook parameter rules: one checker used by every notebook and by the runner.
+
+Defaults live in each notebook's ``parameters`` cell (the single source of truth); this
+module only knows what a valid value looks like for each parameter name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_helpers.data import FAULTS
+
+
+class ParameterError(ValueError):
+    """A notebook or CLI parameter has the wrong type or value."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one parameter accepts."""
+
+    kind: type
+    describe: str
+    accepts: Callable[[Any], bool] = lambda value: True
+
+
+def _iso_day(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+RULES: dict[str, Rule] = {
+    "seed": Rule(int, "an int from 0 to 4294967295", lambda v: 0 <= v <= 2**32 - 1),
+    "n_rows": Rule(int, "an int from 1 to 5000000", lambda v: 1 <= v <= 5_000_000),
+    "n_days": Rule(int, "an int from 1 to 366", lambda v: 1 <= v <= 366),
+    "start_day": Rule(str, "a date written YYYY-MM-DD", _iso_day),
+    "fault": Rule(str, f"one of {', '.join(('none', *FAULTS))}", lambda v: v in ("none", *FAULTS)),
+    "max_quarantine_fraction": Rule(float, "a float from 0.0 to 1.0", lambda v: 0.0 <= v <= 1.0),
+    "drift": Rule(float, "a float from 0.0 to 5.0", lambda v: 0.0 <= v <= 5.0),
+    "C": Rule(float, "a float greater than 0", lambda v: v > 0),
+    "max_iter": Rule(int, "an int from 10 to 10000", lambda v: 10 <= v <= 10_000),
+    "test_fraction": Rule(float, "a float from 0.05 to 0.5", lambda v: 0.05 <= v <= 0.5),
+    "experiment": Rule(str, "a non-empty name", lambda v: bool(v.strip())),
+    "show_plots": Rule(bool, "True or False"),
+}
+
+
+def _type_ok(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_parameter(name: str, value: Any) -> Any:
+    """Return ``value`` (ints widened to float where a float is wanted) or raise ParameterError."""
+    rule = RULES.get(name)
+    if rule is None:
+        known = ", ".join(sorted(RULES))
+        raise ParameterError(f"unknown parameter {name!r}; known parameters: {known}")
+    if not _type_ok(value, rule.kind) or not rule.accepts(value):
+        raise ParameterError(f"parameter {name} must be {rule.describe}, got {value!r}")
+    return float(value) if rule.kind is float else value
+
+
+def check_parameters(**params: Any) -> dict[str, Any]:
+    """Check every parameter; raise one ParameterError listing all that are wrong."""
+    problems, checked = [], {}
+    for name, value in params.items():
+        try:
+            checked[name] = check_parameter(name, value)
+        except ParameterError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ParameterError("; ".join(problems))
+    return checked
+
+
+def coerce_text(name: str, text: str, kind: str) -> Any:
+    """Turn a command-line string into the type a notebook declares (int, float, bool, str)."""
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+    except ValueError:
+        raise ParameterError(
+            f"parameter {name} must be {kind}, got {text!r}; pass e.g. -p {name} "
+            f"{ {'int': '7', 'float': '0.5', 'bool': 'true'}[kind] }"
+        ) from None
+    return text

@@ -1,0 +1,212 @@
+"""Headless notebook execution with papermill: the whole workbook, in order, per run folder.
+
+Parameters are checked against what each notebook declares (papermill's
+``inspect_notebook``) and against :mod:`mlops_helpers.parameters` before anything runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_helpers.config import apply_mlflow_env, ensure_workspace, notebooks_dir
+from mlops_helpers.parameters import RULES, ParameterError, check_parameter, coerce_text
+
+KERNEL = "python3"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter a notebook declares in its ``parameters`` cell."""
+
+    name: str
+    kind: str
+    default: str
+    help: str
+
+
+@dataclass
+class NotebookResult:
+    """How one notebook's run went."""
+
+    notebook: str
+    status: str
+    seconds: float
+    output: Path | None = None
+    error: str = ""
+
+
+def list_notebooks() -> list[Path]:
+    """The workbook's notebooks (``NN_name.ipynb``), in order."""
+    return sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def find_notebook(name: str) -> Path:
+    """Resolve ``03``, ``03_automated_etl``, ``03_automated_etl.ipynb`` or a path to a notebook."""
+    path = Path(name)
+    if path.suffix == ".ipynb" and path.is_file():
+        return path.resolve()
+    stem = path.name.removesuffix(".ipynb")
+    matches = [p for p in list_notebooks() if p.stem == stem or p.stem.split("_")[0] == stem]
+    if len(matches) != 1:
+        known = ", ".join(p.stem for p in list_notebooks())
+        raise ParameterError(f"no notebook named {name!r}; choose one of: {known}")
+    return matches[0]
+
+
+def notebook_parameters(path: Path) -> dict[str, ParamSpec]:
+    """The parameters a notebook declares: name, type, default and help."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {
+        name: ParamSpec(name, info["inferred_type_name"], info["default"], info["help"])
+        for name, info in found.items()
+    }
+
+
+def _typed(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
+    if isinstance(value, str) and spec.kind != "str":
+        value = coerce_text(name, value, spec.kind)
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(spec.kind)
+    if expected and (
+        not isinstance(value, expected) or (spec.kind != "bool" and isinstance(value, bool))
+    ):
+        raise ParameterError(f"parameter {name} ({source}) must be {spec.kind}, got {value!r}")
+    if name in RULES:
+        value = check_parameter(name, value)
+    return float(value) if spec.kind == "float" else value
+
+
+def plan_parameters(
+    notebooks: list[Path], overrides: dict[str, Any], source: str = "-p"
+) -> dict[Path, dict[str, Any]]:
+    """Give each notebook the overrides it declares; reject names no notebook declares."""
+    specs = {nb: notebook_parameters(nb) for nb in notebooks}
+    declared = {name for s in specs.values() for name in s}
+    unknown = sorted(set(overrides) - declared)
+    if unknown:
+        names = ", ".join(p.stem for p in notebooks)
+        raise ParameterError(
+            f"parameter(s) {', '.join(unknown)} ({source}) not declared by any selected notebook "
+            f"({names}); see `mlops-workbook params NOTEBOOK` for what each accepts"
+        )
+    plan: dict[Path, dict[str, Any]] = {}
+    for nb, spec in specs.items():
+        plan[nb] = {
+            name: _typed(name, value, spec[name], source)
+            for name, value in overrides.items()
+            if name in spec
+        }
+    return plan
+
+
+def new_run_dir() -> Path:
+    """A fresh folder for one run under ``<workspace>/runs``, named by time and a random tag."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return ensure_workspace("runs", f"{stamp}-{secrets.token_hex(2)}")
+
+
+def _describe_failure(exc: Exception) -> str:
+    cell = getattr(exc, "cell_index", None)
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    where = f"cell {cell}" if cell is not None else "before the first cell"
+    return f"{where}: {ename}: {evalue}".strip()
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
+    """Execute one notebook with papermill (kernel ``python3``, cwd = notebooks folder)."""
+    import papermill
+
+    apply_mlflow_env()
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters,
+        kernel_name=KERNEL,
+        cwd=str(notebooks_dir()),
+        progress_bar=False,
+        log_output=False,
+    )
+
+
+def run_workbook(
+    notebooks: list[Path],
+    plan: dict[Path, dict[str, Any]],
+    run_dir: Path,
+    progress: bool = True,
+) -> list[NotebookResult]:
+    """Run notebooks in order into ``run_dir``; stop at the first failure (the rest are skipped)."""
+    from tqdm.auto import tqdm
+
+    results: list[NotebookResult] = []
+    failed = False
+    bar = tqdm(notebooks, desc="workbook", unit="nb", disable=not progress)
+    for nb in bar:
+        if failed:
+            results.append(NotebookResult(nb.stem, "skipped", 0.0))
+            continue
+        bar.set_postfix_str(nb.stem)
+        output = run_dir / nb.name
+        start = time.perf_counter()
+        try:
+            execute_notebook(nb, output, plan.get(nb, {}))
+            results.append(NotebookResult(nb.stem, "ok", time.perf_counter() - start, output))
+        except Exception as exc:  # noqa: BLE001 - reported per notebook, run stops
+            failed = True
+            results.append(
+                NotebookResult(
+                    nb.stem, "failed", time.perf_counter() - start, output, _describe_failure(exc)
+                )
+            )
+    bar.close()
+    return results
+
+
+def summary_table(results: list[NotebookResult]) -> str:
+    """A plain-text table: notebook, status, seconds (and the error of a failed one)."""
+    width = max([len(r.notebook) for r in results] + [8])
+    lines = [f"{'notebook':<{width}}  {'status':<7}  {'seconds':>7}"]
+    for r in results:
+        lines.append(f"{r.notebook:<{width}}  {r.status:<7}  {r.seconds:7.1f}")
+    total = sum(r.seconds for r in results)
+    lines.append(f"{'total':<{width}}  {'':<7}  {total:7.1f}")
+    return "\n".join(lines)
+
+
+def refresh_notebook(path: Path, timeout: int = 600) -> None:
+    """Re-execute a committed notebook in place, in a fresh empty workspace, with no timing
+    metadata, so its stored outputs are exactly what nbval will compare against."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory(prefix="mlops-refresh-") as home:
+        previous = os.environ.get("MLOPS_WORKBOOK_HOME")
+        os.environ["MLOPS_WORKBOOK_HOME"] = home
+        apply_mlflow_env()
+        try:
+            NotebookClient(
+                nb,
+                kernel_name=KERNEL,
+                timeout=timeout,
+                record_timing=False,
+                resources={"metadata": {"path": str(path.parent)}},
+            ).execute()
+        finally:
+            if previous is None:
+                os.environ.pop("MLOPS_WORKBOOK_HOME", None)
+            else:
+                os.environ["MLOPS_WORKBOOK_HOME"] = previous
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    nbformat.write(nb, path)
