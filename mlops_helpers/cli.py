@@ -41,12 +41,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mlops_helpers import runner
 
     notebooks = _selected(args.notebooks)
-    overrides: dict[str, Any] = {}
+    file_values: dict[str, Any] = {}
     for f in args.param_file or []:
-        overrides.update(_load_param_file(f))
-    source = "-p/-f" if args.param_file else "-p"
-    overrides.update(dict(args.param or []))
-    plan = runner.plan_parameters(notebooks, overrides, source)
+        file_values.update(_load_param_file(f))
+    label = f"-f {Path(args.param_file[-1]).name}" if args.param_file else "-f"
+    plan = runner.plan_parameters(notebooks, dict(args.param or []), file_values, label)
     run_dir = runner.new_run_dir()
     print(f"run folder: {show_path(run_dir)}", flush=True)
     results = runner.run_workbook(notebooks, plan, run_dir, progress=not args.no_progress)

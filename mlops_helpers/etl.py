@@ -113,8 +113,14 @@ def transform_day(
     """Validate, clean, join and add features; fail closed over the quarantine threshold."""
     labels = check_labels(raw.labels, raw.day)
     checked = check_impressions(raw.impressions, raw.day, list(placements["placement_id"]))
-    joined = checked.valid.merge(placements, on="placement_id", how="left", validate="m:1")
-    joined = joined.merge(labels, on="impression_id", how="left", validate="1:1")
+    # Lookups instead of merges: the contracts already guarantee unique keys and known
+    # placements, and a map is several times faster than a merge on 1M string keys.
+    joined = checked.valid.copy()
+    codes, ids = pd.factorize(joined["placement_id"])
+    reference = placements.set_index("placement_id").reindex(ids)
+    for column in ("site_category", "ad_format", "position"):
+        joined[column] = reference[column].to_numpy()[codes]
+    joined["viewable"] = joined["impression_id"].map(labels.set_index("impression_id")["viewable"])
     unlabelled = joined["viewable"].isna()
     quarantine = pd.concat(
         [

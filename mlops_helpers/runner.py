@@ -72,12 +72,16 @@ def notebook_parameters(path: Path) -> dict[str, ParamSpec]:
 
 
 def _typed(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
-    if isinstance(value, str) and spec.kind != "str":
+    """Check one value against the notebook's declared type and the parameter's rule.
+
+    Values from ``-p`` arrive as text and are converted to the declared type; values
+    from a YAML file are already typed and must match it.
+    """
+    if source == "-p" and isinstance(value, str):
         value = coerce_text(name, value, spec.kind)
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(spec.kind)
-    if expected and (
-        not isinstance(value, expected) or (spec.kind != "bool" and isinstance(value, bool))
-    ):
+    wrong_bool = spec.kind != "bool" and isinstance(value, bool)
+    if expected and (not isinstance(value, expected) or wrong_bool):
         raise ParameterError(f"parameter {name} ({source}) must be {spec.kind}, got {value!r}")
     if name in RULES:
         value = check_parameter(name, value)
@@ -85,26 +89,36 @@ def _typed(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
 
 
 def plan_parameters(
-    notebooks: list[Path], overrides: dict[str, Any], source: str = "-p"
+    notebooks: list[Path],
+    cli_values: dict[str, Any],
+    file_values: dict[str, Any] | None = None,
+    file_label: str = "-f",
 ) -> dict[Path, dict[str, Any]]:
-    """Give each notebook the overrides it declares; reject names no notebook declares."""
+    """Give each notebook the parameters it declares; reject names no notebook declares.
+
+    ``cli_values`` (from ``-p``) win over ``file_values`` (from ``-f``).
+    """
+    sources = {name: file_label for name in file_values or {}}
+    sources.update({name: "-p" for name in cli_values})
+    values = {**(file_values or {}), **cli_values}
     specs = {nb: notebook_parameters(nb) for nb in notebooks}
     declared = {name for s in specs.values() for name in s}
-    unknown = sorted(set(overrides) - declared)
+    unknown = sorted(set(values) - declared)
     if unknown:
         names = ", ".join(p.stem for p in notebooks)
+        where = ", ".join(f"{n} ({sources[n]})" for n in unknown)
         raise ParameterError(
-            f"parameter(s) {', '.join(unknown)} ({source}) not declared by any selected notebook "
-            f"({names}); see `mlops-workbook params NOTEBOOK` for what each accepts"
+            f"parameter(s) {where} not declared by any selected notebook ({names}); "
+            "see `mlops-workbook params NOTEBOOK` for what each accepts"
         )
-    plan: dict[Path, dict[str, Any]] = {}
-    for nb, spec in specs.items():
-        plan[nb] = {
-            name: _typed(name, value, spec[name], source)
-            for name, value in overrides.items()
+    return {
+        nb: {
+            name: _typed(name, value, spec[name], sources[name])
+            for name, value in values.items()
             if name in spec
         }
-    return plan
+        for nb, spec in specs.items()
+    }
 
 
 def new_run_dir() -> Path:

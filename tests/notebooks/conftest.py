@@ -1,0 +1,53 @@
+"""Fixtures for running the committed notebooks under papermill with other parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mlops_helpers import runner
+
+
+@pytest.fixture
+def run_notebook(monkeypatch, tmp_path):
+    """Execute a notebook with papermill in a fresh workspace; return the executed notebook.
+
+    The kernel inherits ``MLOPS_WORKBOOK_HOME``, so everything it writes lands in
+    ``tmp_path / "ws"``, where the test can inspect it.
+    """
+    workspace = tmp_path / "ws"
+    monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(workspace))
+
+    def run(name: str, **parameters) -> nbformat.NotebookNode:
+        notebook = runner.find_notebook(name)
+        output = tmp_path / f"{notebook.stem}.out.ipynb"
+        runner.execute_notebook(notebook, output, parameters)
+        return nbformat.read(output, as_version=4)
+
+    run.workspace = workspace
+    return run
+
+
+def output_text(nb: nbformat.NotebookNode) -> str:
+    """All text a notebook printed or displayed (stdout, stderr, text/plain)."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def stderr_text(nb: nbformat.NotebookNode) -> str:
+    """Everything a notebook wrote to stderr (warnings, logs)."""
+    return "\n".join(
+        out.get("text", "")
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if out.get("name") == "stderr"
+    )
+
+
+ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,39 @@
+"""Committed notebooks are clean: kernel, one parameters cell, run top to bottom, no errors,
+no stderr, no volatile text (absolute paths, run ids, addresses) in compared outputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import check_notebooks  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_workbook_has_its_notebooks():
+    stems = [p.stem.split("_")[0] for p in NOTEBOOKS]
+    assert {"00", "01", "03", "04"} <= set(stems)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean(notebook):
+    assert check_notebooks.problems(notebook) == []
+
+
+def test_checker_flags_a_dirty_notebook(tmp_path):
+    dirty = tmp_path / "99_dirty.ipynb"
+    dirty.write_text(
+        '{"cells": [{"cell_type": "code", "execution_count": 2, "metadata": {}, "source": "x",'
+        ' "outputs": [{"output_type": "stream", "name": "stdout", "text": "saved /home/me/x.csv"},'
+        ' {"output_type": "error", "ename": "KeyError", "evalue": "", "traceback": []}]},'
+        ' {"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "", "outputs": []}],'
+        ' "metadata": {"kernelspec": {"name": "other"}}, "nbformat": 4, "nbformat_minor": 5}'
+    )
+    found = "\n".join(check_notebooks.problems(dirty))
+    for expected in ("kernelspec", "parameters", "H1", "top to bottom", "KeyError", "/home/me"):
+        assert expected in found

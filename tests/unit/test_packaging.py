@@ -1,0 +1,90 @@
+"""The project's set-up files agree with each other: pyproject, locks, environment.yml, Makefile."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    pins = {}
+    for line in lock.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+        if m:
+            pins[_norm(m.group(1))] = m.group(2)
+    return pins
+
+
+def _requirement_name(req: str) -> str:
+    return _norm(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0])
+
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_test_lock_pins_every_runtime_and_test_dependency_exactly():
+    pins = _pins(ROOT / "requirements/test.lock")
+    wanted = PYPROJECT["dependencies"] + PYPROJECT["optional-dependencies"]["test"]
+    missing = [r for r in wanted if _requirement_name(r) not in pins]
+    assert not missing, f"requirements/test.lock lacks {missing}: run `make lock`"
+
+
+def test_lab_lock_adds_jupyterlab_with_the_same_versions():
+    test, lab = _pins(ROOT / "requirements/test.lock"), _pins(ROOT / "requirements/lab.lock")
+    assert "jupyterlab" in lab and "jupyterlab" not in test
+    differ = {n: (v, lab[n]) for n, v in test.items() if n in lab and lab[n] != v}
+    assert not differ, f"test.lock and lab.lock disagree on {differ}: run `make lock`"
+
+
+def test_exact_pins_in_pyproject_match_the_lock():
+    pins = _pins(ROOT / "requirements/test.lock")
+    for req in PYPROJECT["dependencies"]:
+        if "==" in req:
+            name, version = req.split("==")
+            assert pins[_norm(name)] == version, f"{req} but the lock has {pins[_norm(name)]}"
+
+
+def test_environment_yml_installs_the_lock_and_the_package_on_the_same_python():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    python = [d for d in deps if isinstance(d, str) and d.startswith("python")]
+    assert python == ["python=3.11"]
+    assert PYPROJECT["requires-python"] == ">=3.11,<3.12"
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    assert "-r requirements/test.lock" in pip and "-e ." in pip
+    assert (ROOT / "requirements/test.lock").is_file()
+
+
+def test_make_help_lists_every_target():
+    makefile = (ROOT / "Makefile").read_text()
+    phony = set(re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split())
+    shown = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True)
+    listed = set(re.findall(r"^\s+(?:\x1b\[\d+m)?([\w-]+)", shown.stdout, re.M))
+    assert phony <= listed, f"`make help` does not list {sorted(phony - listed)}"
+
+
+def test_readme_ci_and_workflow_use_make_test():
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci/run").read_text()
+    assert ".ci/run" in (ROOT / ".github/workflows/ci.yml").read_text()
+
+
+def test_generated_state_is_git_ignored():
+    ignored = subprocess.run(
+        ["git", "check-ignore", "workspace/x", "mlflow.db", ".venv/x", "mlruns/x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert ignored == ["workspace/x", "mlflow.db", ".venv/x", "mlruns/x"]

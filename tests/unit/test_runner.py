@@ -1,0 +1,126 @@
+"""runner: parameters planned against what notebooks declare; real papermill runs of tiny notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mlops_helpers import runner
+from mlops_helpers.parameters import ParameterError
+
+
+def make_notebook(path: Path, params: str, *cells: str) -> Path:
+    """A small notebook with a parameters cell and code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def two_notebooks(tmp_path):
+    a = make_notebook(
+        tmp_path / "10_a.ipynb", "seed: int = 1  # seed\nfault: str = 'none'  # fault", "x = seed"
+    )
+    b = make_notebook(tmp_path / "11_b.ipynb", "C: float = 1.0  # strength", "y = C")
+    return a, b
+
+
+def test_parameters_are_read_with_type_default_and_help(two_notebooks):
+    specs = runner.notebook_parameters(two_notebooks[0])
+    assert specs["seed"] == runner.ParamSpec("seed", "int", "1", "seed")
+    assert specs["fault"].kind == "str"
+
+
+def test_plan_gives_each_notebook_only_what_it_declares_typed(two_notebooks):
+    a, b = two_notebooks
+    plan = runner.plan_parameters([a, b], {"seed": "7", "C": "2"})
+    assert plan == {a: {"seed": 7}, b: {"C": 2.0}}
+    assert isinstance(plan[b]["C"], float)
+
+
+def test_plan_rejects_a_name_no_notebook_declares(two_notebooks):
+    with pytest.raises(ParameterError, match=r"n_row.*not declared by any selected notebook"):
+        runner.plan_parameters(list(two_notebooks), {"n_row": "5"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("seed", "abc", "parameter seed must be int, got 'abc'"),
+        ("seed", "-3", "parameter seed must be an int from 0"),
+        ("fault", "typo", "parameter fault must be one of none, schema_change"),
+        ("C", "0", "parameter C must be a float greater than 0, got 0.0"),
+    ],
+)
+def test_plan_rejects_bad_values_naming_parameter_and_value(two_notebooks, name, value, message):
+    with pytest.raises(ParameterError) as err:
+        runner.plan_parameters(list(two_notebooks), {name: value})
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1.5, "parameter seed (-f p.yaml) must be int, got 1.5"),
+        (True, "parameter seed (-f p.yaml) must be int, got True"),
+        ("7", "parameter seed (-f p.yaml) must be int, got '7'"),
+    ],
+)
+def test_file_values_must_already_have_the_declared_type(two_notebooks, value, message):
+    with pytest.raises(ParameterError) as err:
+        runner.plan_parameters(list(two_notebooks), {}, {"seed": value}, "-f p.yaml")
+    assert message in str(err.value)
+
+
+def test_cli_values_win_over_file_values(two_notebooks):
+    a, _ = two_notebooks
+    plan = runner.plan_parameters([a], {"seed": "9"}, {"seed": 3, "fault": "nulls"})
+    assert plan[a] == {"seed": 9, "fault": "nulls"}
+
+
+def test_find_notebook_by_number_stem_or_path():
+    first = runner.list_notebooks()[0]
+    assert runner.find_notebook(first.stem.split("_")[0]) == first
+    assert runner.find_notebook(first.stem) == first
+    assert runner.find_notebook(str(first)) == first.resolve()
+    with pytest.raises(ParameterError, match="no notebook named '42'; choose one of"):
+        runner.find_notebook("42")
+
+
+def test_run_stops_at_the_failing_cell_and_skips_the_rest(tmp_path):
+    ok = make_notebook(tmp_path / "20_ok.ipynb", "seed: int = 1", "print(seed)")
+    bad = make_notebook(
+        tmp_path / "21_bad.ipynb", "seed: int = 1", "a = 1", "raise KeyError('page_load_ms')"
+    )
+    after = make_notebook(tmp_path / "22_after.ipynb", "seed: int = 1", "b = 2")
+    out = tmp_path / "run"
+    out.mkdir()
+    plan = runner.plan_parameters([ok, bad, after], {"seed": "5"})
+    results = runner.run_workbook([ok, bad, after], plan, out, progress=False)
+    assert [r.status for r in results] == ["ok", "failed", "skipped"]
+    # papermill counts its injected-parameters cell: the raising cell is index 3.
+    assert "cell 3" in results[1].error and "KeyError" in results[1].error
+    assert "page_load_ms" in results[1].error
+    executed = nbformat.read(out / "20_ok.ipynb", as_version=4)
+    assert any(
+        "5" in "".join(o.get("text", "")) for c in executed.cells for o in c.get("outputs", [])
+    )
+    assert (out / "21_bad.ipynb").is_file() and not (out / "22_after.ipynb").exists()
+    table = runner.summary_table(results)
+    assert "21_bad" in table and "failed" in table and "skipped" in table
+
+
+def test_new_run_dirs_are_distinct_and_inside_the_workspace(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path))
+    first, second = runner.new_run_dir(), runner.new_run_dir()
+    assert first != second
+    assert first.parent == second.parent == tmp_path / "runs"
