@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 class CheckpointError(AssertionError):
     """A checkpoint in a notebook did not hold."""
@@ -27,8 +29,19 @@ def exercise(name: str, answer: Any, expected: Any, hint: str) -> bool:
     if answer is None:
         print(f"📝 Exercise {name}: not attempted yet. Hint: {hint}")
         return False
-    if answer == expected:
+    if _matches(answer, expected):
         print(f"✅ Exercise {name}: solved")
         return True
     print(f"❌ Exercise {name}: not yet, got {answer!r}. Hint: {hint}")
     return False
+
+
+def _matches(answer: Any, expected: Any) -> bool:
+    """``answer == expected``, also for arrays, Series and frames (compared as a whole)."""
+    try:
+        return bool(answer == expected)
+    except (TypeError, ValueError):  # an element-wise result has no single truth value
+        try:
+            return bool(np.array_equal(np.asarray(answer), np.asarray(expected)))
+        except (TypeError, ValueError):
+            return False

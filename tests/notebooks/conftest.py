@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
 
@@ -28,26 +26,3 @@ def run_notebook(monkeypatch, tmp_path):
 
     run.workspace = workspace
     return run
-
-
-def output_text(nb: nbformat.NotebookNode) -> str:
-    """All text a notebook printed or displayed (stdout, stderr, text/plain)."""
-    parts = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            parts.append(out.get("text", ""))
-            parts.append(out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
-
-
-def stderr_text(nb: nbformat.NotebookNode) -> str:
-    """Everything a notebook wrote to stderr (warnings, logs)."""
-    return "\n".join(
-        out.get("text", "")
-        for cell in nb.cells
-        for out in cell.get("outputs", [])
-        if out.get("name") == "stderr"
-    )
-
-
-ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,15 @@
+"""00_start_here under papermill with other parameters."""
+
+from __future__ import annotations
+
+import nbformat
+from nbtools import checkpoints_passed, stderr_text
+
+from mlops_helpers import runner
+
+
+def test_other_seed_and_size_pass_every_checkpoint(run_notebook):
+    nb = run_notebook("00", seed=7, n_rows=5_000)
+    committed = nbformat.read(runner.find_notebook("00"), as_version=4)
+    assert stderr_text(nb) == ""
+    assert checkpoints_passed(nb) == checkpoints_passed(committed) > 0

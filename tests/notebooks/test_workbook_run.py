@@ -1,0 +1,54 @@
+"""`mlops-workbook run`, the command behind `make run`, end to end in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from mlops_helpers import runner
+
+CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+
+
+def _cli(workspace: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLOPS_WORKBOOK_HOME": str(workspace)}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_whole_workbook_runs_headless_into_a_new_run_folder(tmp_path):
+    done = _cli(tmp_path, "run", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    stems = [p.stem for p in runner.list_notebooks()]
+    for stem in stems:
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith(stem))
+        assert line.split()[1] == "ok"
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert sorted(p.stem for p in run_dir.glob("*.ipynb")) == stems
+    executed = nbformat.read(run_dir / f"{stems[0]}.ipynb", as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert str(tmp_path) not in done.stdout, "the summary shows workspace-relative paths"
+
+
+def test_a_failing_notebook_names_itself_and_its_cell_and_exits_1(tmp_path):
+    bad = tmp_path / "50_bad.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell("seed: int = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise ValueError('extract is empty')"),
+    ]
+    nbformat.write(nb, bad)
+    done = _cli(tmp_path / "ws", "run", "00", str(bad), "01", "--no-progress", "-p", "seed", "3")
+    assert done.returncode == 1
+    assert "FAILED 50_bad at cell 2: ValueError: extract is empty" in done.stderr
+    rows = [ln.split() for ln in done.stdout.splitlines()]
+    status = {r[0]: r[1] for r in rows if len(r) == 3 and r[0] != "notebook"}
+    assert status == {"00_start_here": "ok", "50_bad": "failed", "01_manual_etl": "skipped"}
