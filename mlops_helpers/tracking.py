@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
@@ -17,6 +18,19 @@ from mlops_helpers.config import apply_mlflow_env, ensure_workspace
 from mlops_helpers.training import FEATURES, TrainResult
 
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+
+
+def import_mlflow() -> ModuleType:
+    """Import mlflow after setting its quiet, offline environment; return the module.
+
+    mlflow imports ``tqdm.auto``, which warns on stderr in a Jupyter kernel without
+    ipywidgets ("IProgress not found"); that warning is silenced for this import only.
+    """
+    apply_mlflow_env()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import mlflow
+    return mlflow
 
 
 def default_tracking_uri() -> str:
@@ -32,9 +46,7 @@ def artifact_root() -> Path:
 def configure_tracking(tracking_uri: str | None = None, experiment: str = "workbook") -> str:
     """Point MLflow at ``tracking_uri`` (default: the workspace sqlite store), select
     ``experiment`` (created with an absolute artifact location), and return the URI."""
-    apply_mlflow_env()
-    import mlflow
-
+    mlflow = import_mlflow()
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_absolute():
         raise ValueError(
@@ -59,15 +71,14 @@ def pip_requirements() -> list[str]:
 
 def log_training(result: TrainResult, run_name: str, tags: dict[str, str] | None = None) -> str:
     """Log a result as an MLflow run (params, metrics, fingerprint, model); return the run id."""
-    apply_mlflow_env()
-    import mlflow
+    mlflow = import_mlflow()
     from mlflow.models import infer_signature
 
     example = result.test_frame.loc[:5, list(FEATURES)]
     with warnings.catch_warnings():
         # Our integer features never hold missing values: the ETL contract guarantees it.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        signature = infer_signature(example, result.model.predict_proba(example)[:, 1])
+        signature = infer_signature(example, result.model.predict_proba(example))
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({**result.params, "seed": result.seed})
         mlflow.log_metrics(result.metrics)
@@ -92,9 +103,7 @@ def log_training(result: TrainResult, run_name: str, tags: dict[str, str] | None
 
 def runs_for_fingerprint(fingerprint: str, experiment: str = "workbook") -> pd.DataFrame:
     """Earlier runs trained on data with this fingerprint: params and metrics, oldest first."""
-    apply_mlflow_env()
-    import mlflow
-
+    mlflow = import_mlflow()
     runs = mlflow.search_runs(
         experiment_names=[experiment],
         filter_string=f"tags.data_fingerprint = '{fingerprint}'",
