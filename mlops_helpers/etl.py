@@ -275,6 +275,11 @@ def read_partitions(out_root: Path, days: list[str | dt.date]) -> pd.DataFrame:
                 "run the ETL for it first (mlops_helpers.etl.run_days)"
             )
         path = partition_dir(out_root, day) / "part.parquet"
+        if not path.is_file():
+            raise ValueError(
+                f"{path.parent.name}/part.parquet is missing although its manifest says the day "
+                "is published; rerun the ETL for that day with force=True"
+            )
         if file_sha256(path) != manifest["fingerprint"]:
             raise ValueError(
                 f"{path.parent.name}/part.parquet does not match its manifest fingerprint; "

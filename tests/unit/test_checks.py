@@ -1,0 +1,95 @@
+"""checks: checkpoints stop a notebook with the fix; exercises report and never stop it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_helpers.checks import CheckpointError, checkpoint, exercise
+
+
+def test_checkpoint_prints_what_held(capsys):
+    checkpoint(True, "rows in = rows out + rows quarantined", "rerun the ETL")
+    assert capsys.readouterr().out == "✅ Checkpoint: rows in = rows out + rows quarantined\n"
+
+
+def test_failed_checkpoint_raises_with_the_fix(capsys):
+    with pytest.raises(CheckpointError) as err:
+        checkpoint(False, "the partition is published", "run etl.run_days first")
+    assert str(err.value) == (
+        "Checkpoint failed: the partition is published. run etl.run_days first"
+    )
+    assert capsys.readouterr().out == ""
+
+
+def test_failed_checkpoint_without_a_fix():
+    with pytest.raises(CheckpointError, match=r"^Checkpoint failed: metrics match$"):
+        checkpoint(False, "metrics match")
+
+
+def test_checkpoint_error_is_an_assertion_error():
+    """So a notebook run (papermill, nbval) reports it as a failed assertion."""
+    assert issubclass(CheckpointError, AssertionError)
+
+
+def test_checkpoint_accepts_numpy_booleans(capsys):
+    checkpoint(np.bool_(True), "numpy says yes")
+    assert "numpy says yes" in capsys.readouterr().out
+    with pytest.raises(CheckpointError):
+        checkpoint(np.bool_(False), "numpy says no")
+
+
+def test_exercise_not_attempted(capsys):
+    assert exercise("3a", None, 42, "count the quarantined rows") is False
+    out = capsys.readouterr().out
+    assert "Exercise 3a: not attempted yet" in out
+    assert "Hint: count the quarantined rows" in out
+
+
+def test_exercise_solved(capsys):
+    assert exercise("3a", 42, 42, "count the quarantined rows") is True
+    out = capsys.readouterr().out
+    assert "Exercise 3a: solved" in out
+    assert "Hint" not in out
+
+
+def test_exercise_wrong_answer_shows_it_and_the_hint(capsys):
+    assert exercise("3a", 41, 42, "count the quarantined rows") is False
+    out = capsys.readouterr().out
+    assert "Exercise 3a: not yet, got 41" in out
+    assert "Hint: count the quarantined rows" in out
+    assert "42" not in out  # the expected answer is not given away
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        np.array([1, 2, 3]),
+        pd.Series([1, 2, 3]),
+        pd.DataFrame({"a": [1, 2]}),
+        "a string",
+        3.5,
+        [1, 2],
+        {"x": 1},
+    ],
+    ids=["ndarray", "series", "dataframe", "str", "float", "list", "dict"],
+)
+def test_exercise_never_raises_whatever_the_answer(answer, capsys):
+    assert exercise("4b", answer, [1, 2, 3], "a hint") in (True, False)
+    assert "Exercise 4b" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [np.array([1, 2, 3]), pd.Series([1, 2, 3]), [1, 2, 3]],
+    ids=["ndarray", "series", "list"],
+)
+def test_an_array_like_answer_with_the_right_values_is_solved(answer, capsys):
+    assert exercise("4b", answer, [1, 2, 3], "a hint") is True
+    assert "Exercise 4b: solved" in capsys.readouterr().out
+
+
+def test_an_array_like_answer_with_wrong_values_is_not_yet(capsys):
+    assert exercise("4b", np.array([1, 2, 4]), [1, 2, 3], "a hint") is False
+    assert "Exercise 4b: not yet" in capsys.readouterr().out

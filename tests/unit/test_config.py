@@ -1,0 +1,132 @@
+"""config: where the workspace is, that nothing is created on import, paths shown relative."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlops_helpers import config
+
+MODULES = (
+    "mlops_helpers",
+    "mlops_helpers.config",
+    "mlops_helpers.data",
+    "mlops_helpers.validation",
+    "mlops_helpers.etl",
+    "mlops_helpers.training",
+    "mlops_helpers.tracking",
+    "mlops_helpers.parameters",
+    "mlops_helpers.checks",
+    "mlops_helpers.runner",
+    "mlops_helpers.cli",
+)
+
+
+def test_workspace_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    assert config.workspace_path() == (tmp_path / "ws").resolve()
+
+
+def test_relative_home_is_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(config.HOME_ENV, "rel/ws")
+    assert config.workspace_path() == (tmp_path / "rel" / "ws").resolve()
+    assert config.workspace_path().is_absolute()
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_workspace_defaults_to_project_folder(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(config.HOME_ENV, raising=False)
+    else:
+        monkeypatch.setenv(config.HOME_ENV, value)
+    root = config.project_root()
+    assert (root / "pyproject.toml").is_file()
+    assert (root / "mlops_helpers" / "config.py").is_file()
+    assert config.workspace_path() == root / "workspace"
+    assert config.notebooks_dir() == root / "notebooks"
+
+
+def test_workspace_path_does_not_create_anything(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    config.workspace_path()
+    assert not (tmp_path / "ws").exists()
+
+
+def test_importing_the_package_creates_nothing(tmp_path):
+    home = tmp_path / "never-created"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, config.HOME_ENV: str(home)}
+    code = "import " + ", ".join(MODULES)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not home.exists(), "importing mlops_helpers created the workspace"
+    assert list(cwd.iterdir()) == [], "importing mlops_helpers wrote into the working directory"
+
+
+def test_ensure_workspace_creates_on_demand(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    assert not (tmp_path / "ws").exists()
+    made = config.ensure_workspace("datasets", "one")
+    assert made == (tmp_path / "ws" / "datasets" / "one").resolve()
+    assert made.is_dir()
+    assert config.ensure_workspace("datasets", "one") == made  # idempotent
+    assert config.ensure_workspace() == (tmp_path / "ws").resolve()
+
+
+def test_show_path_inside_workspace(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path))
+    assert config.show_path(tmp_path / "raw" / "day=2024-01-01") == "<workspace>/raw/day=2024-01-01"
+    assert config.show_path(tmp_path) == "<workspace>"
+
+
+def test_show_path_inside_project(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path))
+    root = config.project_root()
+    assert config.show_path(root / "pyproject.toml") == "<project>/pyproject.toml"
+
+
+def test_show_path_prefers_workspace_when_it_is_inside_the_project(monkeypatch):
+    monkeypatch.delenv(config.HOME_ENV, raising=False)
+    path = config.project_root() / "workspace" / "mlflow.db"
+    assert config.show_path(path) == "<workspace>/mlflow.db"
+
+
+def test_show_path_elsewhere_shows_only_the_name(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    assert config.show_path(tmp_path / "other" / "file.csv") == "file.csv"
+
+
+_part = st.text(
+    alphabet=st.characters(codec="ascii", categories=("L", "N")) | st.sampled_from("._- ="),
+    min_size=1,
+    max_size=12,
+).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    base=st.sampled_from(["workspace", "project", "tmp", "root"]),
+    parts=st.lists(_part, max_size=4),
+)
+def test_show_path_never_prints_an_absolute_path(base, parts):
+    bases = {
+        "workspace": config.workspace_path(),
+        "project": config.project_root(),
+        "tmp": Path("/tmp/some/where"),
+        "root": Path("/"),
+    }
+    path = bases[base].joinpath(*parts)
+    shown = config.show_path(path)
+    assert not Path(shown).is_absolute()
+    assert str(config.workspace_path()) not in shown
+    assert str(config.project_root()) not in shown

@@ -1,0 +1,314 @@
+"""etl: published partitions, idempotent reruns, fail closed, atomic writes, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_helpers import data, etl
+from mlops_helpers.validation import ContractError, QuarantineThresholdError
+
+START = "2024-01-01"
+N = 300
+SEED = 21
+
+
+def raw_dataset(root: Path, n_days: int = 2, fault: str = "none", seed: int = SEED) -> list:
+    """Raw extracts in ``root``; ``fault`` hits the last day."""
+    return data.write_raw_dataset(root, START, n_days, N, seed, fault)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` (relative name -> bytes)."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def published(tmp_path):
+    """Two clean days, both run through the ETL once."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw)
+    reports = etl.run_days(raw, out, days)
+    return raw, out, days, reports
+
+
+def test_a_day_is_published_with_its_manifest(published):
+    raw, out, days, reports = published
+    assert [r.status for r in reports] == ["published", "published"]
+    assert etl.published_days(out) == [d.isoformat() for d in days]
+    for day, report in zip(days, reports, strict=True):
+        part = etl.partition_dir(out, day) / "part.parquet"
+        manifest = etl.read_manifest(out, day)
+        assert manifest["fingerprint"] == etl.file_sha256(part) == report.fingerprint
+        assert manifest["pipeline_version"] == etl.PIPELINE_VERSION
+        assert manifest["inputs"] == etl.input_fingerprints(raw, day)
+        assert set(manifest["inputs"]) == {"placements.csv", "impressions.csv", "labels.csv"}
+        assert manifest["rows_out"] == pq.read_metadata(part).num_rows == report.rows_out
+        assert etl.quarantine_path(out, day).is_file()
+    table = etl.read_partitions(out, days)
+    assert list(table.columns) == list(etl.OUTPUT_COLUMNS)
+    assert len(table) == sum(r.rows_out for r in reports)
+    assert table["impression_id"].is_unique
+    assert table.notna().all().all()
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_rerunning_a_day_changes_nothing(published):
+    raw, out, days, _ = published
+    before = snapshot(out)
+    reports = etl.run_days(raw, out, days)
+    assert [r.status for r in reports] == ["unchanged", "unchanged"]
+    assert snapshot(out) == before
+
+
+def test_force_rerun_is_byte_identical(published):
+    raw, out, days, first = published
+    before = snapshot(out)
+    again = etl.run_days(raw, out, days, force=True)
+    assert [r.status for r in again] == ["published", "published"]
+    assert [r.fingerprint for r in again] == [r.fingerprint for r in first]
+    assert snapshot(out) == before
+
+
+def test_same_raw_data_elsewhere_gives_the_same_fingerprints(published, tmp_path):
+    _, _, days, first = published
+    raw2, out2 = tmp_path / "raw2", tmp_path / "out2"
+    raw_dataset(raw2)
+    again = etl.run_days(raw2, out2, days)
+    assert [r.fingerprint for r in again] == [r.fingerprint for r in first]
+
+
+def test_changed_raw_input_is_reprocessed(published):
+    raw, out, days, _ = published
+    labels = data.raw_day_dir(raw, days[0]) / "labels.csv"
+    lines = labels.read_text().splitlines(keepends=True)
+    labels.write_text("".join(lines[:-10]))  # a corrected delivery with fewer labels
+    report = etl.run_day(raw, out, days[0])
+    assert report.status == "published"
+    assert report.reasons["no viewability label"] >= 10
+    assert etl.read_manifest(out, days[0])["inputs"]["labels.csv"] == etl.file_sha256(labels)
+
+
+def test_over_the_quarantine_threshold_nothing_is_published(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1, fault="out_of_range")  # ~5% bad rows
+    with pytest.raises(QuarantineThresholdError) as err:
+        etl.run_day(raw, out, days[0], max_quarantine_fraction=0.02)
+    message = str(err.value)
+    assert "over the threshold of 2.0%" in message
+    assert "nothing was published" in message
+    assert "max_quarantine_fraction" in message
+    assert (err.value.quarantine["reason"] == "scroll_depth out of range").sum() > 0
+    assert etl.published_days(out) == []
+    assert not out.exists() or snapshot(out) == {}
+
+
+def test_failed_rerun_leaves_the_published_partition_intact(published):
+    raw, out, days, _ = published
+    before = snapshot(out)
+    with pytest.raises(QuarantineThresholdError):
+        etl.run_day(raw, out, days[0], max_quarantine_fraction=0.0, force=True)
+    assert snapshot(out) == before
+    pd.testing.assert_frame_equal(
+        etl.read_partitions(out, [days[0]]),
+        pd.read_parquet(etl.partition_dir(out, days[0]) / "part.parquet"),
+    )
+
+
+def test_schema_change_fails_before_any_file_is_written(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1, fault="schema_change")
+    with pytest.raises(ContractError, match="page_load_time_ms"):
+        etl.run_day(raw, out, days[0])
+    assert not out.exists() or snapshot(out) == {}
+
+
+def test_empty_day_fails_closed(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1, fault="empty_day")
+    with pytest.raises(ContractError, match="no rows"):
+        etl.run_day(raw, out, days[0])
+    assert etl.published_days(out) == []
+
+
+def test_a_missing_raw_file_is_named(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1)
+    (data.raw_day_dir(raw, days[0]) / "impressions.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="impressions.csv.*write_raw_dataset"):
+        etl.run_day(raw, out, days[0])
+
+
+@pytest.mark.parametrize(
+    "fault", ["none", *sorted(set(data.FAULTS) - {"schema_change", "empty_day"})]
+)
+def test_rows_in_equal_rows_out_plus_rows_quarantined(tmp_path, fault):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1, fault=fault)
+    report = etl.run_day(raw, out, days[0], max_quarantine_fraction=1.0)
+    raw_rows = len(etl.extract_day(raw, days[0]).impressions)
+    assert report.rows_in == raw_rows
+    assert report.rows_in == report.rows_out + report.rows_quarantined
+    assert pq.read_metadata(etl.partition_dir(out, days[0]) / "part.parquet").num_rows == (
+        report.rows_out
+    )
+    quarantine = pd.read_parquet(etl.quarantine_path(out, days[0]))
+    assert len(quarantine) == report.rows_quarantined
+    assert sum(report.reasons.values()) == report.rows_quarantined
+    assert quarantine["reason"].str.len().gt(0).all()
+    manifest = etl.read_manifest(out, days[0])
+    assert manifest["rows_in"] == manifest["rows_out"] + manifest["rows_quarantined"]
+    if fault != "none":
+        assert report.rows_quarantined >= 0.05 * N  # the fault's rows were caught
+
+
+# --- interrupted writes ------------------------------------------------------------------
+
+
+def partial_then_fail(tmp: Path) -> None:
+    tmp.write_bytes(b"PAR1 half a file")
+    raise OSError("disk full")
+
+
+def test_atomic_write_interrupted_by_the_writer_leaves_the_old_file(tmp_path):
+    path = tmp_path / "part.parquet"
+    path.write_bytes(b"old complete file")
+    with pytest.raises(OSError, match="disk full"):
+        etl.atomic_write(path, partial_then_fail)
+    assert path.read_bytes() == b"old complete file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.parquet"]
+    etl.atomic_write(path, lambda tmp: tmp.write_bytes(b"new file"))
+    assert path.read_bytes() == b"new file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.parquet"]
+
+
+def test_atomic_write_interrupted_at_the_rename_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "part.parquet"
+    path.write_bytes(b"old complete file")
+
+    def failing_replace(src, dst):
+        raise OSError("power cut during rename")
+
+    monkeypatch.setattr(etl.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="power cut"):
+        etl.atomic_write(path, lambda tmp: tmp.write_bytes(b"new file"))
+    assert path.read_bytes() == b"old complete file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.parquet"]
+    monkeypatch.undo()
+    etl.atomic_write(path, lambda tmp: tmp.write_bytes(b"new file"))
+    assert path.read_bytes() == b"new file"
+
+
+def test_atomic_write_creates_a_missing_folder(tmp_path):
+    path = tmp_path / "a" / "b" / "x.txt"
+    etl.atomic_write(path, lambda tmp: tmp.write_text("hi"))
+    assert path.read_text() == "hi"
+
+
+def test_interrupted_first_publish_is_not_published_and_reruns_cleanly(tmp_path, monkeypatch):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1)
+    real_replace = os.replace
+
+    def fail_on_manifest(src, dst):
+        if Path(dst).name == etl.MANIFEST:
+            raise OSError("killed before the manifest")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(etl.os, "replace", fail_on_manifest)
+    with pytest.raises(OSError, match="killed"):
+        etl.run_day(raw, out, days[0])
+    monkeypatch.undo()
+    assert etl.published_days(out) == []
+    assert not list(out.rglob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match="not published"):
+        etl.read_partitions(out, days)
+    report = etl.run_day(raw, out, days[0])
+    assert report.status == "published"
+    assert etl.published_days(out) == [days[0].isoformat()]
+
+
+def test_interrupted_republish_keeps_the_old_partition_and_reruns_cleanly(published, monkeypatch):
+    raw, out, days, first = published
+    before = snapshot(out)
+    real_replace = os.replace
+
+    def fail_on_data(src, dst):
+        if Path(dst).name == "part.parquet":
+            raise OSError("killed while publishing")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(etl.os, "replace", fail_on_data)
+    with pytest.raises(OSError, match="killed"):
+        etl.run_day(raw, out, days[0], force=True)
+    monkeypatch.undo()
+    assert not list(out.rglob("*.tmp"))
+    assert len(etl.read_partitions(out, days)) == sum(r.rows_out for r in first)
+    report = etl.run_day(raw, out, days[0], force=True)
+    assert report.fingerprint == first[0].fingerprint
+    assert snapshot(out) == before
+
+
+# --- reading back ------------------------------------------------------------------------
+
+
+def test_read_partitions_refuses_a_tampered_partition(published):
+    _, out, days, _ = published
+    part = etl.partition_dir(out, days[1]) / "part.parquet"
+    part.write_bytes(part.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="does not match its manifest") as err:
+        etl.read_partitions(out, days)
+    assert "day=" + days[1].isoformat() in str(err.value)
+    assert "force=True" in str(err.value)
+
+
+def test_read_partitions_refuses_a_published_day_whose_file_is_gone(published):
+    _, out, days, _ = published
+    (etl.partition_dir(out, days[0]) / "part.parquet").unlink()
+    with pytest.raises(ValueError, match="part.parquet is missing") as err:
+        etl.read_partitions(out, days)
+    assert "force=True" in str(err.value)
+
+
+def test_a_tampered_partition_is_rebuilt_by_the_next_run(published):
+    raw, out, days, first = published
+    part = etl.partition_dir(out, days[1]) / "part.parquet"
+    part.write_bytes(b"garbage")
+    report = etl.run_day(raw, out, days[1])
+    assert report.status == "published"
+    assert etl.file_sha256(part) == first[1].fingerprint
+
+
+def test_read_partitions_refuses_a_day_that_is_not_published(published):
+    _, out, days, _ = published
+    with pytest.raises(FileNotFoundError, match="2023-12-31 is not published") as err:
+        etl.read_partitions(out, ["2023-12-31"])
+    assert "run the ETL" in str(err.value)
+
+
+def test_manifest_is_plain_json_with_the_counts(published):
+    _, out, days, reports = published
+    text = (etl.partition_dir(out, days[0]) / etl.MANIFEST).read_text()
+    manifest = json.loads(text)
+    assert manifest["day"] == days[0].isoformat()
+    assert manifest["status"] == "published"
+    assert manifest["rows_quarantined"] == reports[0].rows_quarantined
+
+
+def test_build_training_table_reads_published_clean_days(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path))
+    table = etl.build_training_table(SEED, 200, START, 2)
+    assert table["ts"].dt.date.astype(str).isin(["2024-01-01", "2024-01-02"]).all()
+    assert len(table) > 0.9 * 400
+    again = etl.build_training_table(SEED, 200, START, 2)  # second call reuses what exists
+    pd.testing.assert_frame_equal(table, again)
+    assert len(list((tmp_path / "datasets").iterdir())) == 1

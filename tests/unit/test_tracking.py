@@ -1,0 +1,186 @@
+"""tracking: a real sqlite MLflow store in a temporary workspace (no mocks)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import mlflow
+import numpy as np
+import pytest
+
+from mlops_helpers import config, etl, tracking, training
+
+
+def shared_folder(tmp_path_factory) -> Path:
+    """A folder of this pytest session that every xdist worker sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    """A real store, made once per session: tracking configured in a fresh workspace from an
+    unrelated working directory, and one training run logged. Workers only read it after."""
+    table = etl.build_training_table(seed=2, n_rows=400, start_day="2024-01-01", n_days=1)
+    result = training.fit_and_evaluate(table, seed=4)
+    shared = shared_folder(tmp_path_factory) / "tracking"
+    shared.mkdir(exist_ok=True)
+    workspace, cwd, run_file = shared / "ws", shared / "cwd", shared / "run_id"
+    with pytest.MonkeyPatch.context() as mp, open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker creates, the others wait, then read
+        mp.setenv(config.HOME_ENV, str(workspace))
+        cwd.mkdir(exist_ok=True)
+        mp.chdir(cwd)
+        fresh = not run_file.exists()
+        if fresh:
+            assert not workspace.exists()
+        uri = tracking.configure_tracking()
+        if fresh:
+            run_file.write_text(tracking.log_training(result, "unit-test", {"purpose": "unit"}))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        yield SimpleNamespace(
+            workspace=workspace.resolve(),
+            cwd=cwd,
+            uri=uri,
+            result=result,
+            run_id=run_file.read_text(),
+        )
+
+
+@pytest.fixture(autouse=True)
+def _tracking_selected(tracked):
+    """Every test starts pointed at the module's store and experiment."""
+    mlflow.set_tracking_uri(tracked.uri)
+    mlflow.set_experiment("workbook")
+
+
+def file_uri_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    assert parsed.scheme == "file", uri
+    return Path(url2pathname(parsed.path))
+
+
+def test_default_uri_is_an_absolute_sqlite_file_in_the_workspace(tracked):
+    assert tracked.uri.startswith("sqlite:///")
+    db = Path(tracked.uri.removeprefix("sqlite:///"))
+    assert db.is_absolute()
+    assert db == tracked.workspace / "mlflow.db"
+    assert db.is_file()
+    assert mlflow.get_tracking_uri() == tracked.uri
+
+
+def test_experiment_keeps_artifacts_in_the_workspace(tracked):
+    experiment = mlflow.MlflowClient().get_experiment_by_name("workbook")
+    location = file_uri_path(experiment.artifact_location)
+    assert location.is_absolute()
+    assert location == tracked.workspace / "artifacts" / "workbook"
+    assert location.is_dir()  # the logged model landed there
+
+
+def test_nothing_is_written_to_the_working_directory(tracked):
+    assert not (tracked.cwd / "mlruns").exists()
+    assert not (tracked.cwd / "mlartifacts").exists()
+    assert list(tracked.cwd.iterdir()) == []
+
+
+def test_relative_sqlite_uri_is_rejected(tracked, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="relative") as err:
+        tracking.configure_tracking("sqlite:///mlflow.db")
+    assert "sqlite:////abs/path/mlflow.db" in str(err.value)
+    assert not (tmp_path / "mlflow.db").exists()
+    assert mlflow.get_tracking_uri() == tracked.uri  # still pointed where it was
+
+
+def test_an_explicit_absolute_uri_is_used(tracked, tmp_path, monkeypatch):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    db = tmp_path / "team.db"
+    shutil.copy(tracked.workspace / "mlflow.db", db)  # an already migrated store
+    uri = f"sqlite:///{db}"
+    assert tracking.configure_tracking(uri, experiment="team") == uri
+    assert mlflow.get_tracking_uri() == uri
+    experiment = mlflow.MlflowClient().get_experiment_by_name("team")
+    assert file_uri_path(experiment.artifact_location) == (tmp_path / "ws").resolve() / (
+        "artifacts/team"
+    )
+
+
+def test_configuring_again_keeps_the_experiment(tracked):
+    before = mlflow.MlflowClient().get_experiment_by_name("workbook").experiment_id
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.HOME_ENV, str(tracked.workspace))
+        assert tracking.configure_tracking() == tracked.uri
+    assert mlflow.MlflowClient().get_experiment_by_name("workbook").experiment_id == before
+
+
+def test_log_training_records_params_metrics_and_fingerprint(tracked):
+    run = mlflow.get_run(tracked.run_id)
+    result = tracked.result
+    assert run.info.run_name == "unit-test"
+    assert run.data.params == {
+        "C": str(result.params["C"]),
+        "max_iter": str(result.params["max_iter"]),
+        "test_fraction": str(result.params["test_fraction"]),
+        "seed": str(result.seed),
+    }
+    assert run.data.metrics == pytest.approx(result.metrics, rel=1e-12)
+    assert run.data.tags["data_fingerprint"] == result.data_fingerprint
+    assert run.data.tags["n_train"] == str(result.n_train)
+    assert run.data.tags["n_test"] == str(result.n_test)
+    assert run.data.tags["purpose"] == "unit"
+
+
+def test_logged_model_predicts_like_the_trained_model(tracked):
+    model = mlflow.pyfunc.load_model(f"runs:/{tracked.run_id}/model")
+    frame = tracked.result.test_frame.loc[:, list(training.FEATURES)]
+    logged = np.asarray(model.predict(frame))
+    expected = training.predict_proba(tracked.result.model, frame)
+    if logged.ndim == 2:
+        logged = logged[:, 1]
+    np.testing.assert_allclose(logged, expected, rtol=0, atol=1e-12)
+
+
+def test_logged_model_is_stored_with_skops_and_a_signature(tracked):
+    info = mlflow.models.get_model_info(f"runs:/{tracked.run_id}/model")
+    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+    assert info.signature is not None
+    assert info.signature.inputs.input_names() == list(training.FEATURES)
+
+
+def test_logged_model_requirements_are_the_explicit_pins(tracked):
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"runs:/{tracked.run_id}/model"))
+    lines = [
+        line.strip()
+        for line in requirements.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines == tracking.pip_requirements()
+
+
+def test_pip_requirements_pin_exact_versions():
+    pins = tracking.pip_requirements()
+    assert [p.split("==")[0] for p in pins] == list(tracking.MODEL_PACKAGES)
+    assert all(p.count("==") == 1 and p.split("==")[1] for p in pins)
+    assert f"mlflow=={mlflow.__version__}" in pins
+
+
+def test_runs_for_fingerprint_finds_the_run(tracked):
+    runs = tracking.runs_for_fingerprint(tracked.result.data_fingerprint)
+    assert tracked.run_id in set(runs["run_id"])
+    assert tracking.runs_for_fingerprint("0" * 64).empty
+
+
+def test_telemetry_is_off_even_if_the_caller_turned_it_on(monkeypatch):
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")
+    config.apply_mlflow_env()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "DEBUG"  # a caller's own choice is kept

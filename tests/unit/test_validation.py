@@ -1,0 +1,260 @@
+"""validation: shape problems fail the day closed; bad rows go to quarantine with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlops_helpers import data
+from mlops_helpers.validation import (
+    ContractError,
+    check_columns,
+    check_impressions,
+    check_labels,
+    quarantine_summary,
+)
+
+DAY = dt.date(2024, 3, 5)
+N = 300
+SEED = 8
+PLACEMENT_IDS = list(data.generate_placements(SEED)["placement_id"])
+FIX = "fix the upstream extract or update the contract in mlops_helpers.validation"
+
+
+def impressions(fault: str = "none", n_rows: int = N, seed: int = SEED) -> pd.DataFrame:
+    return data.generate_day(DAY, n_rows, seed, fault).impressions
+
+
+def check(df: pd.DataFrame):
+    return check_impressions(df, DAY, PLACEMENT_IDS)
+
+
+def assert_partition(df: pd.DataFrame, result) -> None:
+    """rows in = rows valid + rows quarantined; no row in both; every reason non-empty."""
+    assert len(df) == len(result.valid) + len(result.quarantine)
+    assert set(result.valid.index).isdisjoint(result.quarantine.index)
+    assert set(result.valid.index) | set(result.quarantine.index) == set(df.index)
+    reasons = result.quarantine["reason"]
+    assert reasons.map(lambda r: isinstance(r, str) and r.strip() != "").all()
+
+
+# --- shape problems: the whole day fails closed ------------------------------------------
+
+
+def test_clean_day_passes_with_only_baseline_mess():
+    df = impressions()
+    result = check(df)
+    assert_partition(df, result)
+    assert len(result.quarantine) < 0.02 * len(df)
+    assert set(result.quarantine["reason"]) <= {
+        "duplicate impression_id",
+        "late row (event time not on this day)",
+    }
+
+
+def test_schema_change_fails_closed_naming_both_columns_and_the_fix():
+    with pytest.raises(ContractError) as err:
+        check(impressions("schema_change"))
+    message = str(err.value)
+    assert "page_load_ms" in message
+    assert "page_load_time_ms" in message
+    assert DAY.isoformat() in message
+    assert FIX in message
+
+
+def test_missing_column_fails_closed():
+    with pytest.raises(ContractError, match=r"missing columns \['scroll_depth'\]") as err:
+        check(impressions().drop(columns="scroll_depth"))
+    assert FIX in str(err.value)
+
+
+def test_extra_column_fails_closed():
+    with pytest.raises(ContractError, match=r"unexpected columns \['browser'\]") as err:
+        check(impressions().assign(browser="firefox"))
+    assert FIX in str(err.value)
+
+
+def test_retyped_column_fails_closed_naming_the_column():
+    df = impressions().astype({"scroll_depth": "str"})
+    with pytest.raises(ContractError, match="scroll_depth") as err:
+        check(df)
+    assert FIX in str(err.value)
+
+
+def test_empty_extract_fails_closed_with_the_fix():
+    with pytest.raises(ContractError, match="no rows") as err:
+        check(impressions("empty_day"))
+    assert "check that the upstream export ran" in str(err.value)
+
+
+def test_check_columns_accepts_the_contract_columns_in_any_order():
+    df = impressions()
+    check_columns(df[list(reversed(df.columns))], data.IMPRESSION_COLUMNS, "impressions")
+
+
+# --- row problems: quarantined with a reason ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "column", "reason"),
+    [
+        ("out_of_range", "scroll_depth", "scroll_depth out of range"),
+        ("late_rows", "ts", "late row (event time not on this day)"),
+        ("nulls", "placement_id", "placement_id is null"),
+        ("nulls", "device", "device is null"),
+        ("unknown_category", "placement_id", "placement_id unknown value"),
+        ("unknown_category", "device", "device unknown value"),
+    ],
+)
+def test_each_row_fault_quarantines_the_affected_rows_with_its_reason(fault, column, reason):
+    clean, faulty = impressions(), impressions(fault)
+    a, b = clean[column], faulty[column]
+    hit = faulty.index[((a != b) & ~(a.isna() & b.isna())).to_numpy()]
+    assert len(hit) > 0
+    result = check(faulty)
+    assert_partition(faulty, result)
+    assert set(hit) <= set(result.quarantine.index)
+    reasons = result.quarantine.loc[hit, "reason"]
+    assert reasons.str.contains(reason, regex=False).all()
+    # beyond the baseline mess of a clean day, nobody else gets this reason
+    others = result.quarantine.drop(index=hit)["reason"]
+    baseline = check(clean).quarantine["reason"]
+    flagged = set(others.index[others.str.contains(reason, regex=False).to_numpy()])
+    assert flagged <= set(baseline.index[baseline.str.contains(reason, regex=False).to_numpy()])
+
+
+def test_duplicates_keep_the_first_copy_and_quarantine_the_rest():
+    faulty = impressions("duplicates")
+    result = check(faulty)
+    assert_partition(faulty, result)
+    repeated = faulty.index[faulty["impression_id"].duplicated(keep="first").to_numpy()]
+    assert set(repeated) <= set(result.quarantine.index)
+    assert (result.quarantine.loc[repeated, "reason"] == "duplicate impression_id").all()
+    assert result.valid["impression_id"].is_unique
+    ids = faulty["impression_id"]
+    first = faulty.index[(ids.duplicated(keep=False) & ~ids.duplicated(keep="first")).to_numpy()]
+    first_reasons = result.quarantine["reason"].reindex(first).fillna("")
+    assert not first_reasons.str.contains("duplicate").any()  # the first copy is not lost
+    assert set(first) & set(result.valid.index)
+    assert set(result.valid["impression_id"]) == set(faulty["impression_id"]) - set(
+        result.quarantine.drop(index=repeated)["impression_id"]
+    )
+
+
+def test_a_row_with_two_problems_lists_both_reasons():
+    df = impressions()
+    df.loc[0, "scroll_depth"] = 7.0
+    df.loc[0, "device"] = "smart_tv"
+    result = check(df)
+    reason = result.quarantine.loc[0, "reason"]
+    assert "scroll_depth out of range" in reason
+    assert "device unknown value" in reason
+    assert "; " in reason
+
+
+def test_quarantine_summary_counts_rows_per_reason():
+    result = check(impressions("out_of_range"))
+    summary = quarantine_summary(result.quarantine)
+    assert list(summary.columns) == ["reason", "rows"]
+    assert summary["rows"].sum() == len(result.quarantine)
+    assert summary.iloc[0]["reason"] == "scroll_depth out of range"
+    assert summary["rows"].is_monotonic_decreasing
+
+
+# --- the invariant, on messy frames hypothesis makes ---------------------------------------
+
+
+ROW_FAULTS = {
+    "scroll_percent": ("scroll_depth", 55.0),
+    "negative_scroll": ("scroll_depth", -0.2),
+    "null_scroll": ("scroll_depth", np.nan),
+    "negative_time": ("time_on_page_s", -3.0),
+    "zero_width": ("ad_width", 0),
+    "null_id": ("impression_id", None),
+    "slow_load": ("page_load_ms", 500_000.0),
+    "unknown_device": ("device", "smart_tv"),
+    "null_device": ("device", None),
+    "unknown_placement": ("placement_id", "P999"),
+    "null_placement": ("placement_id", None),
+    "late": ("ts", pd.Timestamp(DAY) - pd.Timedelta(hours=3)),
+    "early": ("ts", pd.Timestamp(DAY) + pd.Timedelta(days=1, hours=1)),
+}
+
+
+@st.composite
+def messy_days(draw):
+    """A generated day with random rows broken in random ways, duplicated and shuffled."""
+    n_rows = draw(st.integers(20, 120))
+    seed = draw(st.integers(0, 2**32 - 1))
+    fault = draw(st.sampled_from(["none", "duplicates", "nulls", "late_rows", "out_of_range"]))
+    df = data.generate_day(DAY, n_rows, seed, fault).impressions
+    df = df.astype({"device": object, "placement_id": object})
+    broken: dict[int, set[str]] = {}
+    hits = draw(
+        st.lists(
+            st.tuples(st.integers(0, len(df) - 1), st.sampled_from(sorted(ROW_FAULTS))),
+            max_size=15,
+        )
+    )
+    for row, name in hits:
+        column, value = ROW_FAULTS[name]
+        df.loc[row, column] = value
+        broken.setdefault(row, set()).add(column)
+    copies = draw(st.lists(st.integers(0, len(df) - 1), max_size=5))
+    df = pd.concat([df, df.iloc[copies]], ignore_index=True)
+    order = draw(st.permutations(range(len(df))))
+    df = df.iloc[list(order)]
+    return df, broken
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=messy_days())
+def test_every_row_is_either_valid_or_quarantined_with_a_reason(case):
+    df, broken = case
+    result = check(df)
+    assert_partition(df, result)
+    # every deliberately broken row (and every copy of it) is in quarantine
+    assert set(broken) <= set(result.quarantine.index)
+    # what is left passes the contract and has unique ids
+    assert result.valid["impression_id"].is_unique
+    assert len(check(result.valid).quarantine) == 0
+
+
+# --- labels ----------------------------------------------------------------------------
+
+
+def test_labels_pass_when_clean():
+    labels = data.generate_day(DAY, N, SEED).labels
+    pd.testing.assert_frame_equal(check_labels(labels, DAY), labels)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda df: df.assign(viewable=df["viewable"] * 2),
+        lambda df: pd.concat([df, df.iloc[:3]], ignore_index=True),
+    ],
+    ids=["not-a-0-or-1", "duplicate-ids"],
+)
+def test_labels_that_break_the_contract_block_the_day(breakage):
+    labels = breakage(data.generate_day(DAY, N, SEED).labels)
+    with pytest.raises(ContractError) as err:
+        check_labels(labels, DAY)
+    message = str(err.value)
+    assert f"labels {DAY.isoformat()}" in message
+    assert "fix the label export before loading" in message
+
+
+def test_labels_with_a_missing_column_name_it():
+    labels = data.generate_day(DAY, N, SEED).labels.rename(columns={"viewable": "is_viewable"})
+    with pytest.raises(ContractError, match=r"missing columns \['viewable'\]"):
+        check_labels(labels, DAY)
