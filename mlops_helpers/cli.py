@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlops_helpers.config import show_path
 from mlops_helpers.parameters import ParameterError
 
 
@@ -47,16 +46,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     label = f"-f {Path(args.param_file[-1]).name}" if args.param_file else "-f"
     plan = runner.plan_parameters(notebooks, dict(args.param or []), file_values, label)
     run_dir = runner.new_run_dir()
-    print(f"run folder: {show_path(run_dir)}", flush=True)
+    print(f"run folder: {run_dir}", flush=True)
     results = runner.run_workbook(notebooks, plan, run_dir, progress=not args.no_progress)
     print(runner.summary_table(results))
     failed = [r for r in results if r.status == "failed"]
     if failed:
         r = failed[0]
         print(f"\nFAILED {r.notebook} at {r.error}", file=sys.stderr)
-        print(f"executed notebook kept at {show_path(r.output)}", file=sys.stderr)
+        print(f"executed notebook kept at {r.output}", file=sys.stderr)
         return 1
-    print(f"\nall {len(results)} notebooks ran; executed copies in {show_path(run_dir)}")
+    print(f"\nall {len(results)} notebooks ran; executed copies in {run_dir}")
     return 0
 
 

@@ -19,6 +19,9 @@ from mlops_helpers.config import apply_mlflow_env, ensure_workspace, notebooks_d
 from mlops_helpers.parameters import RULES, ParameterError, check_parameter, coerce_text
 
 KERNEL = "python3"
+# The kernel talks to us over loopback TCP; ipykernel 7 logs a warning about the missing
+# encryption at every start, which would bury the progress bar. Its errors still show.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
         cwd=str(notebooks_dir()),
         progress_bar=False,
         log_output=False,
+        extra_arguments=KERNEL_ARGS,
     )
 
 
@@ -212,6 +216,7 @@ def refresh_notebook(path: Path, timeout: int = 600) -> None:
                 kernel_name=KERNEL,
                 timeout=timeout,
                 record_timing=False,
+                extra_arguments=KERNEL_ARGS,
                 resources={"metadata": {"path": str(path.parent)}},
             ).execute()
         finally:
