@@ -54,14 +54,22 @@ def configure_tracking(tracking_uri: str | None = None, experiment: str = "workb
             "use an absolute path: sqlite:////abs/path/mlflow.db"
         )
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(experiment) is None:
-        location = (artifact_root() / experiment).as_uri()
-        if uri.startswith(("http://", "https://")):
-            location = None  # the server decides (served artifacts)
-        client.create_experiment(experiment, artifact_location=location)
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=ensure_experiment(experiment))
     return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment ``name``, created if needed with an absolute artifact location
+    in the workspace (a tracking server over HTTP chooses its own, served artifacts)."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if not mlflow.get_tracking_uri().startswith(("http://", "https://")):
+        location = (artifact_root() / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
 
 
 def pip_requirements() -> list[str]:
@@ -69,16 +77,41 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in MODEL_PACKAGES]
 
 
-def log_training(result: TrainResult, run_name: str, tags: dict[str, str] | None = None) -> str:
-    """Log a result as an MLflow run (params, metrics, fingerprint, model); return the run id."""
-    mlflow = import_mlflow()
-    from mlflow.models import infer_signature
+def model_signature(result: TrainResult, rename_inputs: dict[str, str] | None = None):
+    """The model's signature, inferred from a few test rows.
+
+    ``rename_inputs`` deliberately mislabels input columns: a model that passes offline
+    evaluation but is rejected by the scoring server (the deployment rollback drill).
+    """
+    import_mlflow()
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     example = result.test_frame.loc[:5, list(FEATURES)]
     with warnings.catch_warnings():
         # Our integer features never hold missing values: the ETL contract guarantees it.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         signature = infer_signature(example, result.model.predict_proba(example))
+    if not rename_inputs:
+        return signature
+    inputs = Schema(
+        [ColSpec(c.type, rename_inputs.get(c.name, c.name)) for c in signature.inputs.inputs]
+    )
+    return ModelSignature(inputs=inputs, outputs=signature.outputs)
+
+
+def log_training(
+    result: TrainResult,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    rename_inputs: dict[str, str] | None = None,
+) -> str:
+    """Log a result as an MLflow run (params, metrics, fingerprint, model); return the run id.
+
+    ``rename_inputs``: see :func:`model_signature` (only for the rollback drill).
+    """
+    mlflow = import_mlflow()
+    example = result.test_frame.loc[:5, list(FEATURES)]
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({**result.params, "seed": result.seed})
         mlflow.log_metrics(result.metrics)
@@ -93,8 +126,8 @@ def log_training(result: TrainResult, run_name: str, tags: dict[str, str] | None
         mlflow.sklearn.log_model(
             result.model,
             name="model",
-            signature=signature,
-            input_example=example,
+            signature=model_signature(result, rename_inputs),
+            input_example=None if rename_inputs else example,
             pip_requirements=pip_requirements(),
             pyfunc_predict_fn="predict_proba",
         )

@@ -1,0 +1,284 @@
+"""Model registry: register, gate, promote and roll back, with aliases (never stages).
+
+Every alias move is recorded in the registered model's tags (``alias_history.NNNN``: who
+pointed which alias where, when and why), so "what is serving and why" has an answer.
+Promotion to ``champion`` only happens for a version whose gate evidence, recorded in
+MLflow, says it passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from mlops_helpers.tracking import ensure_experiment, import_mlflow
+from mlops_helpers.training import evaluate
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_PREFIX = "alias_history."
+GATE_EXPERIMENT = "deployment_gate"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done as asked; the message says what to do."""
+
+
+class GateBlocked(RegistryError):
+    """The challenger did not pass the evaluation gate; nothing was promoted."""
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """What a challenger must reach: an absolute floor, and no real loss against the champion."""
+
+    min_roc_auc: float = 0.65
+    max_roc_auc_drop: float = 0.01
+    max_log_loss_increase: float = 0.02
+
+
+@dataclass
+class GateResult:
+    """The gate's decision with its evidence (metrics, each check, the MLflow run holding them)."""
+
+    name: str
+    version: str
+    passed: bool
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    champion_version: str | None
+    checks: list[dict] = field(default_factory=list)
+    evidence_run_id: str = ""
+
+    def summary(self) -> str:
+        """One line: the challenger's ROC AUC against the champion's (or the floor)."""
+        auc = f"roc_auc {self.challenger['roc_auc']:.4f}"
+        if self.champion is None:
+            return f"{auc}, no champion to compare with"
+        return f"{auc} vs champion v{self.champion_version} {self.champion['roc_auc']:.4f}"
+
+    def table(self) -> pd.DataFrame:
+        """The checks as a table: check, value, threshold, passed."""
+        return pd.DataFrame(self.checks).set_index("check")
+
+
+def client():
+    """An MlflowClient on the current tracking URI (call tracking.configure_tracking first)."""
+    return import_mlflow().MlflowClient()
+
+
+def register(run_id: str, name: str, alias: str | None = CHALLENGER, reason: str = "") -> str:
+    """Register the model logged by ``run_id`` as a new version of ``name``; return the version.
+
+    With ``alias`` (default ``challenger``) the new version also gets that alias.
+    """
+    c = client()
+    try:
+        outputs = c.get_run(run_id).outputs.model_outputs
+    except Exception:
+        raise RegistryError(
+            f"run {run_id} does not exist on this tracking server; log a model first "
+            "(tracking.log_training) and pass its run id"
+        ) from None
+    if not outputs:
+        raise RegistryError(f"run {run_id} logged no model; log one with tracking.log_training")
+    model_id = outputs[-1].model_id
+    try:
+        c.get_registered_model(name)
+    except Exception:
+        c.create_registered_model(name)
+    version = c.create_model_version(
+        name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
+    ).version
+    if alias:
+        set_alias(name, alias, str(version), reason or "registered from a tracked training run")
+    return str(version)
+
+
+def _history(name: str) -> list[dict]:
+    tags = client().get_registered_model(name).tags
+    keys = sorted(k for k in tags if k.startswith(HISTORY_PREFIX))
+    return [json.loads(tags[k]) for k in keys]
+
+
+def alias_history(name: str) -> pd.DataFrame:
+    """Every alias move of ``name``, oldest first: alias, version, previous, actor, time, reason."""
+    columns = ["alias", "version", "previous", "actor", "time", "reason"]
+    return pd.DataFrame(_history(name), columns=columns)
+
+
+def current_version(name: str, alias: str) -> str | None:
+    """The version ``alias`` points to, or None when it points nowhere."""
+    try:
+        return str(client().get_model_version_by_alias(name, alias).version)
+    except Exception:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str | None, reason: str) -> None:
+    """Point ``alias`` at ``version`` (None removes it) and record the move in the history."""
+    c = client()
+    previous = current_version(name, alias)
+    if version is None:
+        if previous is not None:
+            c.delete_registered_model_alias(name, alias)
+    else:
+        c.set_registered_model_alias(name, alias, str(version))
+    entry = {
+        "alias": alias,
+        "version": None if version is None else str(version),
+        "previous": previous,
+        "actor": os.environ.get("MLOPS_ACTOR") or getpass.getuser(),
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "reason": reason,
+    }
+    key = f"{HISTORY_PREFIX}{len(_history(name)) + 1:04d}"
+    c.set_registered_model_tag(name, key, json.dumps(entry))
+
+
+def load_sklearn(name: str, version: str):
+    """The scikit-learn model of one registered version (no input-schema enforcement)."""
+    return import_mlflow().sklearn.load_model(f"models:/{name}/{version}")
+
+
+def gate(
+    name: str,
+    version: str,
+    eval_frame: pd.DataFrame,
+    thresholds: GateThresholds | None = None,
+) -> GateResult:
+    """Compare ``version`` with the current champion on ``eval_frame``; record the evidence.
+
+    The evidence (both models' metrics, every check, the decision) is logged as a run of
+    the ``deployment_gate`` experiment and tagged on the model version (``gate.*``).
+    """
+    mlflow = import_mlflow()
+    limits = thresholds or GateThresholds()
+    challenger = evaluate(load_sklearn(name, version), eval_frame)
+    champion_version = current_version(name, CHAMPION)
+    champion = None
+    if champion_version is not None and champion_version != str(version):
+        champion = evaluate(load_sklearn(name, champion_version), eval_frame)
+    checks = [_check("roc_auc >= floor", challenger["roc_auc"], limits.min_roc_auc, ">=")]
+    if champion:
+        checks.append(
+            _check(
+                "roc_auc drop vs champion",
+                champion["roc_auc"] - challenger["roc_auc"],
+                limits.max_roc_auc_drop,
+                "<=",
+            )
+        )
+        checks.append(
+            _check(
+                "log_loss increase vs champion",
+                challenger["log_loss"] - champion["log_loss"],
+                limits.max_log_loss_increase,
+                "<=",
+            )
+        )
+    result = GateResult(
+        name,
+        str(version),
+        all(c["passed"] for c in checks),
+        challenger,
+        champion,
+        champion_version if champion else None,
+        checks,
+    )
+    result.evidence_run_id = _record_gate(mlflow, result, limits, len(eval_frame))
+    return result
+
+
+def _check(label: str, value: float, threshold: float, op: str) -> dict:
+    ok = value >= threshold if op == ">=" else value <= threshold
+    return {"check": label, "value": round(value, 6), "rule": f"{op} {threshold}", "passed": ok}
+
+
+def _record_gate(mlflow, result: GateResult, limits: GateThresholds, n_rows: int) -> str:
+    experiment_id = ensure_experiment(GATE_EXPERIMENT)
+    decision = "passed" if result.passed else "blocked"
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{result.name} v{result.version}"
+    ) as run:
+        mlflow.log_params({**asdict(limits), "eval_rows": n_rows})
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in result.challenger.items()})
+        if result.champion:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in result.champion.items()})
+        mlflow.set_tags(
+            {
+                "model": result.name,
+                "version": result.version,
+                "champion_version": result.champion_version or "none",
+                "decision": decision,
+            }
+        )
+        mlflow.log_dict({"checks": result.checks, "decision": decision}, "gate.json")
+    c = client()
+    for key, value in (
+        ("gate.decision", decision),
+        ("gate.run_id", run.info.run_id),
+        ("gate.roc_auc", f"{result.challenger['roc_auc']:.6f}"),
+    ):
+        c.set_model_version_tag(result.name, result.version, key, value)
+    return run.info.run_id
+
+
+def promote(name: str, version: str, reason: str, alias: str = CHAMPION) -> str | None:
+    """Point ``alias`` at ``version`` if its recorded gate decision is 'passed'; return the
+    version it pointed to before. Raises GateBlocked otherwise."""
+    tags = client().get_model_version(name, str(version)).tags
+    decision = tags.get("gate.decision")
+    if decision != "passed":
+        raise GateBlocked(
+            f"{name} version {version} cannot become {alias}: its gate decision is "
+            f"{decision or 'missing'}; run registry.gate() on it and promote only if it passes"
+        )
+    previous = current_version(name, alias)
+    set_alias(name, alias, str(version), reason)
+    if current_version(name, CHALLENGER) == str(version):
+        set_alias(name, CHALLENGER, None, f"promoted to {alias}")
+    return previous
+
+
+def rollback(name: str, reason: str, alias: str = CHAMPION) -> str:
+    """Point ``alias`` back at the version it pointed to before its last move; return it."""
+    moves = [h for h in _history(name) if h["alias"] == alias]
+    if not moves or moves[-1]["previous"] is None:
+        raise RegistryError(
+            f"{name}@{alias} has no earlier version to roll back to; "
+            "promote a known-good version explicitly instead"
+        )
+    previous = moves[-1]["previous"]
+    set_alias(name, alias, previous, f"rollback: {reason}")
+    return previous
+
+
+def describe(name: str, alias: str = CHAMPION) -> dict:
+    """What ``name@alias`` serves and why: version, source run, gate evidence, last move."""
+    c = client()
+    version = current_version(name, alias)
+    if version is None:
+        raise RegistryError(
+            f"alias {alias!r} of model {name!r} points nowhere; register a model and "
+            "promote it through the gate first"
+        )
+    mv = c.get_model_version(name, version)
+    moves = [h for h in _history(name) if h["alias"] == alias and h["version"] == version]
+    last = moves[-1] if moves else {}
+    return {
+        "model": name,
+        "alias": alias,
+        "version": version,
+        "run_id": mv.run_id,
+        "gate": mv.tags.get("gate.decision", "none"),
+        "gate_roc_auc": mv.tags.get("gate.roc_auc"),
+        "since": last.get("time"),
+        "by": last.get("actor"),
+        "why": last.get("reason"),
+    }

@@ -1,0 +1,380 @@
+"""A real scoring server (``mlflow models serve --env-manager local``) on loopback, its
+smoke test, and the automated deployment: gate, promote, serve, smoke test, roll back.
+
+The server runs in its own process group, so stopping it stops uvicorn and every worker.
+Its log is kept in the workspace and shown when it fails to start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops_helpers import registry
+from mlops_helpers.config import MLFLOW_ENV, ensure_workspace
+from mlops_helpers.tracking import import_mlflow
+from mlops_helpers.training import FEATURES
+
+HOST = "127.0.0.1"
+
+
+class ServingError(RuntimeError):
+    """The scoring server could not be started or answered wrongly; the message says why."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(port: int) -> None:
+    """Raise ServingError when ``port`` on 127.0.0.1 is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            raise ServingError(
+                f"port {port} on {HOST} is already in use; pass another port "
+                "(or none, to pick a free one) or stop what listens there"
+            ) from None
+
+
+def check_model_uri(model_uri: str) -> None:
+    """Raise ServingError unless ``model_uri`` names a model that exists."""
+    if model_uri.startswith("models:/"):
+        ref = model_uri.removeprefix("models:/")
+        name, sep, alias = ref.partition("@")
+        if sep:
+            if registry.current_version(name, alias) is None:
+                raise ServingError(
+                    f"{model_uri}: alias {alias!r} of model {name!r} points nowhere; "
+                    "promote a version first (mlops-workbook deploy)"
+                )
+            return
+        name, _, version = ref.partition("/")
+        try:
+            registry.client().get_model_version(name, version)
+        except Exception:
+            raise ServingError(
+                f"{model_uri}: model {name!r} has no version {version!r}; "
+                "see the registered versions in the MLflow UI or registry.alias_history"
+            ) from None
+        return
+    if model_uri.startswith("runs:/"):
+        run_id = model_uri.removeprefix("runs:/").split("/")[0]
+        try:
+            registry.client().get_run(run_id)
+        except Exception:
+            raise ServingError(f"{model_uri}: run {run_id} does not exist") from None
+        return
+    if "://" not in model_uri and not Path(model_uri).exists():
+        raise ServingError(f"{model_uri}: no such model folder")
+
+
+def request_body(frame: pd.DataFrame) -> bytes:
+    """The JSON body ``/invocations`` accepts for a frame of feature rows."""
+    split = frame.loc[:, list(FEATURES)].to_dict(orient="split", index=False)
+    return json.dumps({"dataframe_split": split}, default=str).encode()
+
+
+def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, dict]:
+    """POST JSON; return the status and the decoded answer (errors included)."""
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        text = err.read()
+        try:
+            return err.code, json.loads(text)
+        except ValueError:
+            return err.code, {"message": text.decode(errors="replace")}
+
+
+def error_message(answer: dict) -> str:
+    """The useful part of a scoring server's error answer (MLflow repeats the whole input)."""
+    message = str(answer.get("message", answer))
+    return " ".join(message.rsplit("Error: ", 1)[-1].split())[:300]
+
+
+def viewable_probability(answer: dict) -> np.ndarray:
+    """The probability of 'viewable' per row from a server answer."""
+    preds = np.asarray(answer["predictions"], dtype=float)
+    return preds[:, 1] if preds.ndim == 2 else preds
+
+
+@dataclass
+class ScoringServer:
+    """``mlflow models serve`` for ``model_uri`` on 127.0.0.1; use as a context manager."""
+
+    model_uri: str
+    port: int | None = None
+    ready_timeout: float = 60.0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:5123``."""
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> ScoringServer:
+        """Check the model and port, start the server, wait until ``/ping`` answers."""
+        mlflow = import_mlflow()
+        check_model_uri(self.model_uri)
+        if self.port is None:
+            self.port = free_port()
+        else:
+            check_port_free(self.port)
+        self.log_path = ensure_workspace("serving", "logs") / f"server-{self.port}.log"
+        bindir = str(Path(sys.executable).parent)
+        env = {
+            **os.environ,
+            **MLFLOW_ENV,
+            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+            "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
+        }
+        command = [
+            sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri,
+            "--env-manager", "local", "-h", HOST, "-p", str(self.port), "-w", "1",
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServingError(
+                    f"the scoring server for {self.model_uri} exited with code "
+                    f"{self.process.returncode} before it was ready; its log:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise ServingError(
+            f"the scoring server for {self.model_uri} was not ready after "
+            f"{self.ready_timeout:.0f} s; it was stopped. Its log:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        if not self.log_path or not self.log_path.is_file():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop the server's whole process group (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probabilities from the server for the rows of ``frame``; raise on a non-200 answer."""
+        status, answer = post(f"{self.url}/invocations", request_body(frame))
+        if status != 200:
+            raise ServingError(f"the server answered {status}: {error_message(answer)}")
+        return viewable_probability(answer)
+
+    def __enter__(self) -> ScoringServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class SmokeResult:
+    """Each smoke check with its value, and whether all passed."""
+
+    checks: list[dict]
+    latency_ms: dict[str, float]
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed."""
+        return all(c["passed"] for c in self.checks)
+
+    def table(self) -> pd.DataFrame:
+        """The checks as a table."""
+        return pd.DataFrame(self.checks).set_index("check")
+
+
+def smoke_test(
+    url: str,
+    sample: pd.DataFrame,
+    expected: np.ndarray,
+    latency_budget_ms: float = 250.0,
+    single_requests: int = 20,
+) -> SmokeResult:
+    """Check a running server: ping, status, response schema, predictions equal to the
+    in-process ones, and the median single-row latency within budget. Never raises."""
+    checks = []
+
+    def check(name: str, ok: bool, detail: str) -> bool:
+        checks.append({"check": name, "passed": bool(ok), "detail": detail})
+        return bool(ok)
+
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=5) as resp:
+            check("ping answers 200", resp.status == 200, f"status {resp.status}")
+    except Exception as exc:  # noqa: BLE001 - every failure is a failed check
+        check("ping answers 200", False, type(exc).__name__)
+        return SmokeResult(checks, {})
+    status, answer = post(f"{url}/invocations", request_body(sample))
+    detail = f"status {status}" + ("" if status == 200 else f": {error_message(answer)}")
+    if not check("invocations answers 200", status == 200, detail):
+        return SmokeResult(checks, {})
+    preds = answer.get("predictions")
+    shape_ok = isinstance(preds, list) and len(preds) == len(sample)
+    if not check("one prediction per row", shape_ok, f"{len(preds or [])} for {len(sample)}"):
+        return SmokeResult(checks, {})
+    proba = viewable_probability(answer)
+    check("probabilities in [0, 1]", bool(((proba >= 0) & (proba <= 1)).all()), "")
+    diff = float(np.max(np.abs(proba - expected)))
+    check("same as in-process predict", diff <= 1e-6, f"max difference {diff:.1e}")
+    times = []
+    for i in range(single_requests):
+        body = request_body(sample.iloc[[i % len(sample)]])
+        start = time.perf_counter()
+        post(f"{url}/invocations", body)
+        times.append((time.perf_counter() - start) * 1000)
+    latency = {"p50": float(np.median(times)), "max": float(np.max(times))}
+    check(
+        f"median latency <= {latency_budget_ms:.0f} ms",
+        latency["p50"] <= latency_budget_ms,
+        f"{latency['p50']:.1f} ms",
+    )
+    return SmokeResult(checks, latency)
+
+
+EXIT_CODES = {"deployed": 0, "gate": 3, "serve": 4, "smoke": 5}
+
+
+@dataclass
+class DeployReport:
+    """What a deployment did, step by step, and how long each step took."""
+
+    name: str
+    version: str
+    status: str
+    failed_step: str | None
+    champion_before: str | None
+    champion_after: str | None
+    gate: registry.GateResult
+    smoke: SmokeResult | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when deployed, else the code of the step that failed (gate 3, serve 4, smoke 5)."""
+        return EXIT_CODES[self.failed_step or "deployed"]
+
+    @property
+    def lead_time(self) -> float:
+        """Seconds from the start of the gate to the end of the smoke test."""
+        return sum(self.seconds.values())
+
+
+def deploy(
+    name: str,
+    version: str,
+    eval_frame: pd.DataFrame,
+    thresholds: registry.GateThresholds | None = None,
+    smoke_rows: int = 20,
+    latency_budget_ms: float = 250.0,
+) -> DeployReport:
+    """Gate ``version``; if it passes, make it champion, serve champion, smoke-test it, and
+    roll the champion alias back automatically if serving or the smoke test fails."""
+    timer = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal timer
+        now = time.perf_counter()
+        seconds[step] = now - timer
+        timer = now
+
+    before = registry.current_version(name, registry.CHAMPION)
+    result = registry.gate(name, version, eval_frame, thresholds)
+    lap("gate")
+    report = DeployReport(
+        name, str(version), "blocked", "gate", before, before, result, None, seconds
+    )
+    if not result.passed:
+        failed = ", ".join(c["check"] for c in result.checks if not c["passed"])
+        report.message = f"gate blocked version {version} ({failed}); champion unchanged"
+        return report
+    registry.promote(name, version, f"passed the gate: {result.summary()}")
+    lap("promote")
+    sample = eval_frame.head(smoke_rows)
+    expected = registry.load_sklearn(name, version).predict_proba(sample.loc[:, list(FEATURES)])
+    server = ScoringServer(f"models:/{name}@{registry.CHAMPION}")
+    try:
+        server.start()
+    except ServingError as exc:
+        lap("serve")
+        return _rolled_back(report, "serve", str(exc))
+    lap("serve")
+    try:
+        smoke = smoke_test(server.url, sample, expected[:, 1], latency_budget_ms, smoke_rows)
+    finally:
+        server.stop()
+    lap("smoke")
+    report.smoke = smoke
+    if not smoke.passed:
+        failed = "; ".join(f"{c['check']} ({c['detail']})" for c in smoke.checks if not c["passed"])
+        return _rolled_back(report, "smoke", f"smoke test failed: {failed}")
+    report.status, report.failed_step = "deployed", None
+    report.champion_after = str(version)
+    report.message = f"version {version} is champion, served and smoke-tested"
+    return report
+
+
+def _rolled_back(report: DeployReport, step: str, why: str) -> DeployReport:
+    report.status, report.failed_step = "rolled back", step
+    if report.champion_before is None:
+        registry.set_alias(report.name, registry.CHAMPION, None, f"rollback: {why}")
+    else:
+        registry.rollback(report.name, why)
+    report.champion_after = report.champion_before
+    report.message = f"{why}; champion rolled back to {report.champion_before or 'nothing'}"
+    return report
