@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,83 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy_inputs(args: argparse.Namespace):
+    """Check the deploy/serve arguments before anything is written."""
+    from mlops_helpers.parameters import check_parameters
+
+    check_parameters(seed=args.seed, n_rows=args.n_rows, start_day=args.eval_day)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Gate a version, promote it, serve it, smoke-test it; roll back on failure."""
+    import datetime as dt
+
+    from mlops_helpers import etl, registry, serving, tracking, training
+
+    _deploy_inputs(args)
+    tracking.configure_tracking(args.tracking_uri, experiment=args.experiment)
+    version = args.version
+    if args.train:
+        days = 3
+        start = (dt.date.fromisoformat(args.eval_day) - dt.timedelta(days=days)).isoformat()
+        table = etl.build_training_table(args.seed, args.n_rows, start, days)
+        result = training.fit_and_evaluate(table, args.seed, C=args.C)
+        run_id = tracking.log_training(result, run_name=f"cli seed={args.seed} C={args.C}")
+        version = registry.register(run_id, args.model, reason="mlops-workbook deploy --train")
+        print(f"trained and registered {args.model} version {version} as challenger")
+    if version is None:
+        version = registry.current_version(args.model, registry.CHALLENGER)
+        if version is None:
+            raise ParameterError(
+                f"model {args.model!r} has no challenger to deploy; pass --version N, "
+                "or --train to train and register one first"
+            )
+    eval_frame = etl.build_training_table(args.seed, args.n_rows, args.eval_day, 1)
+    report = serving.deploy(args.model, str(version), eval_frame)
+    print(f"\ngate ({report.gate.summary()}):")
+    print(report.gate.table().to_string())
+    if report.smoke:
+        print("\nsmoke test:")
+        print(report.smoke.table().to_string())
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
+    print(f"\nsteps: {steps}; lead time {report.lead_time:.1f} s")
+    print(f"{report.status.upper()}: {report.message}")
+    if report.failed_step:
+        print(f"failed step: {report.failed_step} (exit code {report.exit_code})", file=sys.stderr)
+    return report.exit_code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve ``models:/NAME@ALIAS`` on 127.0.0.1 until interrupted."""
+    import signal
+
+    from mlops_helpers import registry, serving, tracking
+
+    tracking.configure_tracking(args.tracking_uri)
+    why = registry.describe(args.model, args.alias)
+    server = serving.ScoringServer(f"models:/{args.model}@{args.alias}", port=args.port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with server:
+        print(f"serving {args.model}@{args.alias} (version {why['version']}: {why['why']})")
+        print(f"URL: {server.url}/invocations   (health: {server.url}/ping)")
+        body = serving.request_body(serving.example_frame()).decode()
+        print("example request:")
+        print(f"  curl -s {server.url}/invocations -H 'Content-Type: application/json' -d '{body}'")
+        print("Ctrl-C to stop", flush=True)
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("stopping")
+            return 0
+        print(f"error: the server exited; its log:\n{server.log_tail()}", file=sys.stderr)
+    return 1
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -114,6 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("notebooks", nargs="*", help="notebooks to refresh (default: all)")
     refresh.set_defaults(func=cmd_refresh)
+    deploy = sub.add_parser(
+        "deploy",
+        help="gate, promote, serve and smoke-test a model version; roll back on failure",
+        description="Exit codes: 0 deployed, 2 bad input, 3 blocked by the gate, "
+        "4 the server did not start (rolled back), 5 the smoke test failed (rolled back).",
+    )
+    deploy.add_argument("--model", default="viewability", help="registered model name")
+    deploy.add_argument("--version", help="version to deploy (default: the challenger)")
+    deploy.add_argument("--train", action="store_true", help="train and register one first")
+    deploy.add_argument("--seed", type=int, default=42, help="seed of data and model")
+    deploy.add_argument("--n-rows", type=int, default=2000, help="rows per generated day")
+    deploy.add_argument("--C", type=float, default=1.0, help="regularisation, with --train")
+    deploy.add_argument(
+        "--eval-day", default="2026-01-08", help="held-out day for the gate (YYYY-MM-DD)"
+    )
+    deploy.add_argument("--experiment", default="cli", help="experiment for --train runs")
+    deploy.set_defaults(func=cmd_deploy)
+    serve = sub.add_parser("serve", help="serve models:/MODEL@ALIAS on 127.0.0.1 until Ctrl-C")
+    serve.add_argument("--model", default="viewability", help="registered model name")
+    serve.add_argument("--alias", default="champion", help="alias to serve")
+    serve.add_argument("--port", type=int, help="port (default: a free one)")
+    serve.set_defaults(func=cmd_serve)
+    for command in (deploy, serve):
+        command.add_argument(
+            "--tracking-uri",
+            help="MLflow tracking URI (default: the workspace's sqlite store)",
+        )
     return parser
 
 
@@ -125,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from mlops_helpers.registry import RegistryError
+        from mlops_helpers.serving import ServingError
+
+        if isinstance(exc, (RegistryError, ServingError, ValueError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -85,6 +85,16 @@ def check_model_uri(model_uri: str) -> None:
         raise ServingError(f"{model_uri}: no such model folder")
 
 
+def example_frame() -> pd.DataFrame:
+    """One plausible impression, for example requests."""
+    row = {
+        "ad_width": 300, "ad_height": 250, "page_load_ms": 850.0, "scroll_depth": 0.6,
+        "time_on_page_s": 35.0, "hour": 14, "device": "mobile", "site_category": "news",
+        "ad_format": "banner", "position": "above_fold",
+    }  # fmt: skip
+    return pd.DataFrame([row])
+
+
 def request_body(frame: pd.DataFrame) -> bytes:
     """The JSON body ``/invocations`` accepts for a frame of feature rows."""
     split = frame.loc[:, list(FEATURES)].to_dict(orient="split", index=False)
