@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -155,6 +156,74 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Run a declared pipeline; exit 1 naming the failed step, notebook and cell."""
+    from mlops_helpers import pipeline
+
+    pipe = pipeline.load_pipeline(Path(args.file), dict(args.param or []))
+    run_dir = pipeline.latest_run_dir(pipe) if args.resume else None
+    if args.resume and run_dir is None:
+        raise ParameterError(f"--resume: pipeline {pipe.name!r} has no earlier run to resume")
+    run_dir = run_dir or pipeline.new_run_dir(pipe)
+    print(f"pipeline {pipe.name}: {' -> '.join(s.name for s in pipe.steps)}")
+    print(f"run folder: {run_dir}", flush=True)
+    results = pipeline.run_pipeline(
+        pipe, run_dir, resume=args.resume, progress=not args.no_progress
+    )
+    width = max(len(r.step) for r in results)
+    print(f"{'step':<{width}}  {'status':<8}  {'seconds':>7}")
+    for r in results:
+        print(f"{r.step:<{width}}  {r.status:<8}  {r.seconds:7.1f}")
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        print(f"\nFAILED step {failed[0].step}: {failed[0].error}", file=sys.stderr)
+        print(f"fix it, then: mlops-workbook pipeline {args.file} --resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Run a grid of parameters on Dask; exit 1 when any item failed (all are still run)."""
+    from mlops_helpers import batch
+
+    grid = batch.load_grid(Path(args.grid), dict(args.param or []))
+    print(f"batch {grid.name}: {len(grid.items)} items -> {grid.out_dir}", flush=True)
+    results = batch.run_batch(
+        grid, scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress
+    )
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "done", "failed")}
+    print(f"ok {counts['ok']}, already done {counts['done']}, failed {counts['failed']}")
+    print(f"results: {grid.out_dir / 'results.csv'}  index: {grid.out_dir / 'index.html'}")
+    for r in results:
+        if r.status == "failed":
+            print(f"FAILED {r.parameters}: {r.error}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def cmd_tracking_server(args: argparse.Namespace) -> int:
+    """Run a real `mlflow server` (sqlite backend, served artifacts) until interrupted."""
+    import signal
+
+    from mlops_helpers import tracking
+
+    server = tracking.TrackingServer(port=args.port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with server:
+        print(f"MLflow tracking server: {server.url}")
+        print(f"backend: {server.backend_uri}  artifacts: {server.artifacts}")
+        print(
+            f"use it: mlops-workbook run --tracking-uri {server.url}   (Ctrl-C to stop)", flush=True
+        )
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("stopping")
+            return 0
+        print(f"error: the server exited; its log:\n{server.log_tail()}", file=sys.stderr)
+    return 1
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -214,10 +283,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--alias", default="champion", help="alias to serve")
     serve.add_argument("--port", type=int, help="port (default: a free one)")
     serve.set_defaults(func=cmd_serve)
-    for command in (deploy, serve):
+    pipe = sub.add_parser("pipeline", help="run a declared pipeline (pipelines/*.yaml)")
+    pipe.add_argument("file", help="pipeline file, e.g. pipelines/daily.yaml")
+    pipe.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    pipe.add_argument(
+        "--resume", action="store_true", help="rerun the last run from its failed step"
+    )
+    pipe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pipe.set_defaults(func=cmd_pipeline)
+    grid = sub.add_parser(
+        "batch", help="run a notebook or pipeline over a grid, in parallel on Dask"
+    )
+    grid.add_argument("--grid", required=True, help="grid file, e.g. params/backfill.yaml")
+    grid.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    grid.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    grid.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
+    grid.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grid.set_defaults(func=cmd_batch)
+    server = sub.add_parser(
+        "tracking-server", help="run a team MLflow tracking server on 127.0.0.1"
+    )
+    server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    server.set_defaults(func=cmd_tracking_server)
+    for command in (run, deploy, serve, pipe, grid):
         command.add_argument(
             "--tracking-uri",
-            help="MLflow tracking URI (default: the workspace's sqlite store)",
+            help="MLflow tracking URI for this command and its notebooks "
+            "(default: the workspace's sqlite store)",
         )
     return parser
 
@@ -225,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mlops-workbook``."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "tracking_uri", None):
+        from mlops_helpers.tracking import TRACKING_URI_ENV
+
+        os.environ[TRACKING_URI_ENV] = args.tracking_uri
     try:
         return args.func(args)
     except ParameterError as exc:
@@ -234,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         from mlops_helpers.registry import RegistryError
         from mlops_helpers.serving import ServingError
 
-        if isinstance(exc, (RegistryError, ServingError, ValueError)):
+        if isinstance(exc, (RegistryError, ServingError, ValueError)):  # SpecError too
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -7,6 +7,7 @@ module only knows what a valid value looks like for each parameter name.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,11 @@ RULES: dict[str, Rule] = {
     "max_iter": Rule(int, "an int from 10 to 10000", lambda v: 10 <= v <= 10_000),
     "test_fraction": Rule(float, "a float from 0.05 to 0.5", lambda v: 0.05 <= v <= 0.5),
     "experiment": Rule(str, "a non-empty name", lambda v: bool(v.strip())),
+    "model_name": Rule(
+        str,
+        "a non-empty name of letters, digits, '-' and '_'",
+        lambda v: re.fullmatch(r"[A-Za-z0-9_-]+", v) is not None,
+    ),
     "show_plots": Rule(bool, "True or False"),
 }
 

@@ -74,7 +74,7 @@ def notebook_parameters(path: Path) -> dict[str, ParamSpec]:
     }
 
 
-def _typed(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
+def typed_value(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
     """Check one value against the notebook's declared type and the parameter's rule.
 
     Values from ``-p`` arrive as text and are converted to the declared type; values
@@ -116,7 +116,7 @@ def plan_parameters(
         )
     return {
         nb: {
-            name: _typed(name, value, spec[name], sources[name])
+            name: typed_value(name, value, spec[name], sources[name])
             for name, value in values.items()
             if name in spec
         }
@@ -130,7 +130,7 @@ def new_run_dir() -> Path:
     return ensure_workspace("runs", f"{stamp}-{secrets.token_hex(2)}")
 
 
-def _describe_failure(exc: Exception) -> str:
+def describe_failure(exc: Exception) -> str:
     cell = getattr(exc, "cell_index", None)
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
@@ -181,7 +181,7 @@ def run_workbook(
             failed = True
             results.append(
                 NotebookResult(
-                    nb.stem, "failed", time.perf_counter() - start, output, _describe_failure(exc)
+                    nb.stem, "failed", time.perf_counter() - start, output, describe_failure(exc)
                 )
             )
     bar.close()

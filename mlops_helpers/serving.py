@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,34 +21,21 @@ import numpy as np
 import pandas as pd
 
 from mlops_helpers import registry
-from mlops_helpers.config import MLFLOW_ENV, ensure_workspace
+from mlops_helpers.config import ensure_workspace
+from mlops_helpers.processes import (
+    HOST,
+    ServerError,
+    ServerProcess,
+    check_port_free,
+    free_port,
+    venv_env,
+)
 from mlops_helpers.tracking import import_mlflow
 from mlops_helpers.training import FEATURES
 
-HOST = "127.0.0.1"
 
-
-class ServingError(RuntimeError):
+class ServingError(ServerError):
     """The scoring server could not be started or answered wrongly; the message says why."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def check_port_free(port: int) -> None:
-    """Raise ServingError when ``port`` on 127.0.0.1 is taken."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            raise ServingError(
-                f"port {port} on {HOST} is already in use; pass another port "
-                "(or none, to pick a free one) or stop what listens there"
-            ) from None
 
 
 def check_model_uri(model_uri: str) -> None:
@@ -79,7 +64,10 @@ def check_model_uri(model_uri: str) -> None:
         try:
             registry.client().get_run(run_id)
         except Exception:
-            raise ServingError(f"{model_uri}: run {run_id} does not exist") from None
+            raise ServingError(
+                f"{model_uri}: run {run_id} does not exist on this tracking server; pass the "
+                "id of a run that logged a model (tracking.log_training returns it)"
+            ) from None
         return
     if "://" not in model_uri and not Path(model_uri).exists():
         raise ServingError(f"{model_uri}: no such model folder")
@@ -117,8 +105,10 @@ def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, dict]:
 
 def error_message(answer: dict) -> str:
     """The useful part of a scoring server's error answer (MLflow repeats the whole input)."""
-    message = str(answer.get("message", answer))
-    return " ".join(message.rsplit("Error: ", 1)[-1].split())[:300]
+    message = str(answer.get("message", answer)).split("\nInput:", 1)[0]
+    # MLflow nests "... Error: ..." and quotes the whole input as "data '...'": drop those parts.
+    parts = [p for p in message.split("Error: ") if p.strip() and "data '" not in p]
+    return " ".join(" ".join(parts or message.rsplit("Error: ", 1)[-1:]).split())[:300]
 
 
 def viewable_probability(answer: dict) -> np.ndarray:
@@ -134,13 +124,17 @@ class ScoringServer:
     model_uri: str
     port: int | None = None
     ready_timeout: float = 60.0
-    process: subprocess.Popen | None = field(default=None, repr=False)
-    log_path: Path | None = None
+    server: ServerProcess | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         """The base URL, e.g. ``http://127.0.0.1:5123``."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def process(self):
+        """The server's process (None when stopped)."""
+        return self.server.process if self.server else None
 
     def start(self) -> ScoringServer:
         """Check the model and port, start the server, wait until ``/ping`` answers."""
@@ -149,76 +143,47 @@ class ScoringServer:
         if self.port is None:
             self.port = free_port()
         else:
-            check_port_free(self.port)
-        self.log_path = ensure_workspace("serving", "logs") / f"server-{self.port}.log"
-        bindir = str(Path(sys.executable).parent)
-        env = {
-            **os.environ,
-            **MLFLOW_ENV,
-            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-            "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
-        }
+            try:
+                check_port_free(self.port)
+            except ServerError as exc:
+                raise ServingError(str(exc)) from None
         command = [
             sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri,
             "--env-manager", "local", "-h", HOST, "-p", str(self.port), "-w", "1",
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServingError(
-                    f"the scoring server for {self.model_uri} exited with code "
-                    f"{self.process.returncode} before it was ready; its log:\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        raise ServingError(
-            f"the scoring server for {self.model_uri} was not ready after "
-            f"{self.ready_timeout:.0f} s; it was stopped. Its log:\n{self.log_tail()}"
+        self.server = ServerProcess(
+            f"the scoring server for {self.model_uri}",
+            command,
+            f"{self.url}/ping",
+            ensure_workspace("serving", "logs") / f"server-{self.port}.log",
+            venv_env({"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}),
+            self.ready_timeout,
         )
+        try:
+            self.server.start()
+        except ServerError as exc:
+            raise ServingError(str(exc)) from None
+        return self
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log."""
-        if not self.log_path or not self.log_path.is_file():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return self.server.log_tail(lines) if self.server else "(not started)"
 
     def stop(self) -> None:
-        """Stop the server's whole process group (SIGTERM, then SIGKILL after 10 s)."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        """Stop the server's whole process group."""
+        if self.server:
+            self.server.stop()
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probabilities from the server for the rows of ``frame``; raise on a non-200 answer."""
-        status, answer = post(f"{self.url}/invocations", request_body(frame))
+        try:
+            status, answer = post(f"{self.url}/invocations", request_body(frame))
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            state = "running" if self.process and self.process.poll() is None else "not running"
+            raise ServingError(
+                f"the scoring server at {self.url} did not answer ({exc}); its process is "
+                f"{state}: restart it (ScoringServer.start) and read log_tail() for why it stopped"
+            ) from None
         if status != 200:
             raise ServingError(f"the server answered {status}: {error_message(answer)}")
         return viewable_probability(answer)
@@ -228,6 +193,20 @@ class ScoringServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _group_gone(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to ``timeout`` s until no process of ``proc``'s group is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.poll()  # reap the leader, else its zombie keeps the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 @dataclass
@@ -268,7 +247,10 @@ def smoke_test(
     except Exception as exc:  # noqa: BLE001 - every failure is a failed check
         check("ping answers 200", False, type(exc).__name__)
         return SmokeResult(checks, {})
-    status, answer = post(f"{url}/invocations", request_body(sample))
+    try:
+        status, answer = post(f"{url}/invocations", request_body(sample))
+    except Exception as exc:  # noqa: BLE001 - a server that drops the request fails the check
+        status, answer = None, {"message": f"{type(exc).__name__}: {exc}"}
     detail = f"status {status}" + ("" if status == 200 else f": {error_message(answer)}")
     if not check("invocations answers 200", status == 200, detail):
         return SmokeResult(checks, {})
@@ -284,7 +266,11 @@ def smoke_test(
     for i in range(single_requests):
         body = request_body(sample.iloc[[i % len(sample)]])
         start = time.perf_counter()
-        post(f"{url}/invocations", body)
+        try:
+            post(f"{url}/invocations", body)
+        except Exception as exc:  # noqa: BLE001
+            check("single-row requests answer", False, f"{type(exc).__name__}: {exc}")
+            return SmokeResult(checks, {})
         times.append((time.perf_counter() - start) * 1000)
     latency = {"p50": float(np.median(times)), "max": float(np.max(times))}
     check(

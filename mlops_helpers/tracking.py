@@ -7,6 +7,7 @@ mlflow is imported inside the functions, after its environment is set.
 
 from __future__ import annotations
 
+import os
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +18,8 @@ import pandas as pd
 from mlops_helpers.config import apply_mlflow_env, ensure_workspace
 from mlops_helpers.training import FEATURES, TrainResult
 
+# Set by `mlops-workbook ... --tracking-uri`, so notebook kernels use the same store.
+TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 
@@ -44,10 +47,11 @@ def artifact_root() -> Path:
 
 
 def configure_tracking(tracking_uri: str | None = None, experiment: str = "workbook") -> str:
-    """Point MLflow at ``tracking_uri`` (default: the workspace sqlite store), select
+    """Point MLflow at ``tracking_uri`` (default: ``$MLOPS_TRACKING_URI``, else the workspace
+    sqlite store), select
     ``experiment`` (created with an absolute artifact location), and return the URI."""
     mlflow = import_mlflow()
-    uri = tracking_uri or default_tracking_uri()
+    uri = tracking_uri or os.environ.get(TRACKING_URI_ENV) or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_absolute():
         raise ValueError(
             f"tracking URI {uri!r} is relative, so it depends on the working directory; "
@@ -143,3 +147,70 @@ def runs_for_fingerprint(fingerprint: str, experiment: str = "workbook") -> pd.D
         order_by=["attributes.start_time ASC"],
     )
     return runs
+
+
+class TrackingServer:
+    """A real ``mlflow server`` on 127.0.0.1 for a team: sqlite backend and served
+    artifacts in the workspace (PostgreSQL and an object store in production: see README)."""
+
+    def __init__(self, port: int | None = None, name: str = "server", ready_timeout: float = 60):
+        from mlops_helpers.processes import check_port_free, free_port
+
+        if port is None:
+            port = free_port()
+        else:
+            check_port_free(port)
+        self.port = port
+        root = ensure_workspace("tracking-server", name)
+        self.backend_uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.artifacts = root / "artifacts"
+        self.ready_timeout = ready_timeout
+        self.server = None
+
+    @property
+    def url(self) -> str:
+        """The tracking URI clients use, e.g. ``http://127.0.0.1:5000``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def process(self):
+        """The server's process (None when stopped)."""
+        return self.server.process if self.server else None
+
+    def start(self) -> TrackingServer:
+        """Start ``mlflow server`` and wait until ``/health`` answers."""
+        import sys
+
+        from mlops_helpers.processes import ServerProcess, venv_env
+
+        command = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+            "--port", str(self.port), "--backend-store-uri", self.backend_uri,
+            "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
+            "--workers", "1",
+        ]  # fmt: skip
+        self.server = ServerProcess(
+            "the MLflow tracking server",
+            command,
+            f"{self.url}/health",
+            self.artifacts.parent / f"server-{self.port}.log",
+            venv_env(),
+            self.ready_timeout,
+        )
+        self.server.start()
+        return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        return self.server.log_tail(lines) if self.server else "(not started)"
+
+    def stop(self) -> None:
+        """Stop the server's process group."""
+        if self.server:
+            self.server.stop()
+
+    def __enter__(self) -> TrackingServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

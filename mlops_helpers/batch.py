@@ -1,0 +1,309 @@
+"""Batch runs: one notebook or pipeline over a grid of parameters, in parallel on Dask.
+
+Items run on a Dask distributed cluster: a ``LocalCluster`` on loopback sized to the
+machine by default, or any scheduler address (``tcp://host:8786``). A failed item does
+not stop the others. Each item's executed notebook is kept, rendered to HTML, and listed
+in ``results.csv``, ``results.json`` and ``index.html``. Rerunning the same grid skips
+items that already completed with the same parameters, so a killed batch resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_helpers import runner
+from mlops_helpers.config import HOME_ENV, ensure_workspace, workspace_path
+from mlops_helpers.parameters import ParameterError
+from mlops_helpers.specs import SpecError, clean, load_yaml, where
+
+RESULT = "result.json"
+PORT_RACE = "Address already in use"
+GRID_KEYS = {"name", "notebook", "pipeline", "parameters", "grid", "__line__"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One run of a batch: a target and its parameters."""
+
+    key: str
+    target: str
+    kind: str
+    parameters: dict[str, Any]
+
+
+@dataclass
+class ItemResult:
+    """How one item went."""
+
+    key: str
+    status: str
+    seconds: float
+    parameters: dict[str, Any]
+    notebook: str = ""
+    report: str = ""
+    error: str = ""
+    attempts: int = 1
+
+
+@dataclass
+class Batch:
+    """A checked grid: where it writes and every item to run."""
+
+    name: str
+    path: Path
+    items: list[Item]
+
+    @property
+    def out_dir(self) -> Path:
+        """``<workspace>/batches/<name>``: stable, so a rerun finds finished items."""
+        return workspace_path() / "batches" / self.name
+
+
+def _key(target: str, params: dict[str, Any]) -> str:
+    text = json.dumps([target, params], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
+    """Read and check a grid file: a notebook (or pipeline), fixed parameters, a grid."""
+    from mlops_helpers import pipeline as pipelines
+
+    path = Path(path)
+    spec = load_yaml(path)
+    for key in set(spec) - GRID_KEYS:
+        raise SpecError(
+            f"{where(path, spec)}: unknown key {key!r}; use {sorted(GRID_KEYS - {'__line__'})}"
+        )
+    if ("notebook" in spec) == ("pipeline" in spec):
+        raise SpecError(f"{where(path, spec)}: name exactly one of `notebook` or `pipeline`")
+    fixed = spec.get("parameters") or {}
+    grid = spec.get("grid") or {}
+    for what, node in (("parameters", fixed), ("grid", grid)):
+        if not isinstance(node, dict):
+            raise SpecError(f"{where(path, spec)}: `{what}` must be a mapping")
+    axes = clean(grid)
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where(path, grid)}: grid axis {name!r} must be a non-empty list")
+    combos = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    combos = combos or [{}]
+    if "notebook" in spec:
+        try:
+            notebook = runner.find_notebook(str(spec["notebook"]))
+        except ParameterError as exc:
+            raise SpecError(f"{where(path, spec)}: {exc}") from None
+        specs = runner.notebook_parameters(notebook)
+        for name in [*clean(fixed), *axes, *(cli_values or {})]:
+            if name not in specs:
+                raise SpecError(
+                    f"{where(path, spec)}: parameter {name!r} is not declared by "
+                    f"{notebook.stem}; it declares: {', '.join(specs)}"
+                )
+        items = []
+        for combo in combos:
+            values = {**clean(fixed), **combo}
+            typed = {
+                n: _typed(n, v, specs[n], where(path, grid if n in axes else fixed))
+                for n, v in values.items()
+            }
+            for n, v in (cli_values or {}).items():
+                typed[n] = runner.typed_value(n, v, specs[n], "-p")
+            items.append(Item(_key(notebook.name, typed), str(notebook), "notebook", typed))
+    else:
+        target = (path.parent / str(spec["pipeline"])).resolve()
+        if not target.is_file():
+            target = Path(str(spec["pipeline"])).resolve()
+        try:
+            pipelines.load_pipeline(target, cli_values)
+        except (SpecError, ParameterError) as exc:
+            raise SpecError(f"{where(path, spec)}: pipeline {spec['pipeline']}: {exc}") from None
+        items = []
+        for combo in combos:
+            values = {**clean(fixed), **combo, **(cli_values or {})}
+            pipelines.load_pipeline(target, {k: str(v) for k, v in values.items()})
+            items.append(Item(_key(str(target), values), str(target), "pipeline", values))
+    name = str(spec.get("name") or path.stem)
+    return Batch(name, path, items)
+
+
+def _typed(name: str, value: Any, spec: runner.ParamSpec, source: str) -> Any:
+    try:
+        return runner.typed_value(name, value, spec, source)
+    except ParameterError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -> dict:
+    """Run one item (in a Dask worker); retry kernel port races; never raise."""
+    os.environ.update(env)
+    folder = Path(item_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    attempts, error, notebook = 0, "", ""
+    while attempts < retries:
+        attempts += 1
+        error = ""
+        try:
+            notebook = _execute(item, folder)
+            break
+        except Exception as exc:  # noqa: BLE001 - an item's failure is its result
+            error = runner.describe_failure(exc)
+            if PORT_RACE not in error:
+                break
+    status = "failed" if error else "ok"
+    report = _render_html(folder / notebook) if notebook and (folder / notebook).is_file() else ""
+    result = ItemResult(
+        item.key, status, time.perf_counter() - start, item.parameters, notebook, report,
+        error, attempts,
+    )  # fmt: skip
+    if status == "ok":
+        tmp = folder / f".{RESULT}.tmp"
+        tmp.write_text(json.dumps(asdict(result), default=str))
+        tmp.replace(folder / RESULT)
+    return asdict(result)
+
+
+def _execute(item: Item, folder: Path) -> str:
+    if item.kind == "notebook":
+        name = Path(item.target).name
+        runner.execute_notebook(Path(item.target), folder / name, item.parameters)
+        return name
+    from mlops_helpers import pipeline as pipelines
+
+    pipe = pipelines.load_pipeline(
+        Path(item.target), {k: str(v) for k, v in item.parameters.items()}
+    )
+    results = pipelines.run_pipeline(pipe, folder, resume=True, progress=False)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"step {failed[0].step}: {failed[0].error}")
+    return results[-1].output
+
+
+def _render_html(notebook: Path) -> str:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    target = notebook.with_suffix(".html")
+    target.write_text(body)
+    return target.name
+
+
+def cluster_client(scheduler: str | None = None, n_workers: int | None = None):
+    """A Dask client: on ``scheduler`` if given, else a LocalCluster of processes on loopback."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="10s")
+    workers = n_workers or max(1, os.cpu_count() or 1)
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=40,
+    )  # fmt: skip
+    return Client(cluster)
+
+
+def run_batch(
+    batch: Batch,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+    client=None,
+) -> list[ItemResult]:
+    """Run every item not yet completed; write results.csv/json and index.html."""
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    out = ensure_workspace("batches", batch.name)
+    done: dict[str, ItemResult] = {}
+    todo: list[Item] = []
+    for item in batch.items:
+        marker = out / item.key / RESULT
+        if marker.is_file():
+            done[item.key] = ItemResult(**{**json.loads(marker.read_text()), "status": "done"})
+        else:
+            todo.append(item)
+    env = {HOME_ENV: str(workspace_path())}
+    for key in ("MLOPS_TRACKING_URI", *_mlflow_keys()):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    own = client is None and bool(todo)
+    client = cluster_client(scheduler, n_workers) if own else client
+    try:
+        futures = [
+            client.submit(
+                run_item, item, str(out / item.key), env, key=f"item-{item.key}", pure=False
+            )
+            for item in todo
+        ]
+        bar = tqdm(
+            total=len(batch.items),
+            initial=len(done),
+            desc=batch.name,
+            unit="item",
+            disable=not progress,
+        )
+        for future in as_completed(futures):
+            result = ItemResult(**future.result())
+            done[result.key] = result
+            bar.update(1)
+        bar.close()
+    finally:
+        if own:
+            cluster = client.cluster
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    results = [done[item.key] for item in batch.items]
+    write_reports(batch, results)
+    return results
+
+
+def _mlflow_keys() -> tuple[str, ...]:
+    from mlops_helpers.config import MLFLOW_ENV
+
+    return tuple(MLFLOW_ENV)
+
+
+def write_reports(batch: Batch, results: list[ItemResult]) -> None:
+    """results.csv, results.json and index.html (linking each executed notebook's HTML)."""
+    import pandas as pd
+
+    out = ensure_workspace("batches", batch.name)
+    rows = [
+        {
+            "key": r.key, **r.parameters, "status": r.status, "seconds": round(r.seconds, 2),
+            "attempts": r.attempts, "notebook": f"{r.key}/{r.notebook}" if r.notebook else "",
+            "report": f"{r.key}/{r.report}" if r.report else "", "error": r.error,
+        }
+        for r in results
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "results.csv", index=False)
+    (out / "results.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    cells = []
+    for row in rows:
+        link = f'<a href="{html.escape(row["report"])}">notebook</a>' if row["report"] else ""
+        params = ", ".join(f"{k}={v}" for k, v in row.items() if k in results[0].parameters)
+        cells.append(
+            f"<tr class={row['status']}><td>{html.escape(params)}</td><td>{row['status']}</td>"
+            f"<td>{row['seconds']}</td><td>{link}</td><td>{html.escape(row['error'])}</td></tr>"
+        )
+    (out / "index.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>batch "
+        f"{html.escape(batch.name)}</title><style>body{{font-family:sans-serif}}"
+        "td,th{padding:4px 8px;border-bottom:1px solid #ddd}.failed{background:#fdd}</style>"
+        f"<h1>batch {html.escape(batch.name)}</h1><p>{len(rows)} items, "
+        f"{sum(r['status'] != 'failed' for r in rows)} ok</p><table><tr><th>parameters</th>"
+        "<th>status</th><th>seconds</th><th>executed</th><th>error</th></tr>"
+        + "".join(cells)
+        + "</table>\n"
+    )

@@ -1,0 +1,280 @@
+"""Declared pipelines: notebooks as steps, run by papermill in dependency order.
+
+A pipeline file (``pipelines/*.yaml``) names steps (a notebook, its parameters, the steps
+it runs after) and parameters shared by every step that declares them. The whole file is
+checked before anything runs. Each executed notebook is kept in the run folder and logged
+to MLflow as an artifact of that step's run; ``resume`` reruns a run folder from its
+failed step, skipping steps that completed with the same parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_helpers import runner
+from mlops_helpers.config import ensure_workspace, workspace_path
+from mlops_helpers.parameters import ParameterError
+from mlops_helpers.specs import SpecError, clean, load_yaml, where
+
+STATE = "pipeline.json"
+STEP_KEYS = {"name", "notebook", "parameters", "after", "__line__"}
+TOP_KEYS = {"name", "description", "parameters", "steps", "__line__"}
+
+
+@dataclass
+class Step:
+    """One notebook of a pipeline, with its resolved parameters."""
+
+    name: str
+    notebook: Path
+    parameters: dict[str, Any]
+    after: list[str]
+
+    def fingerprint(self) -> str:
+        """A hash of the notebook's name and the parameters: same hash, same work."""
+        text = json.dumps([self.notebook.name, self.parameters], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Pipeline:
+    """A checked pipeline: steps in the order they run."""
+
+    name: str
+    path: Path
+    steps: list[Step]
+
+
+@dataclass
+class StepResult:
+    """How one step went: ok, failed, done earlier (skipped on resume) or not run."""
+
+    step: str
+    status: str
+    seconds: float = 0.0
+    output: str = ""
+    error: str = ""
+
+
+def _mapping(node: Any, path: Path, what: str, parent: Any) -> dict:
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise SpecError(f"{where(path, parent)}: {what} must be a mapping of NAME: VALUE")
+    return node
+
+
+def _order(steps: list[dict], path: Path) -> list[dict]:
+    """Steps in dependency order (file order among equals); SpecError on a cycle."""
+    names = [s["name"] for s in steps]
+    remaining = {s["name"]: set(s.get("after") or []) for s in steps}
+    ordered: list[dict] = []
+    while remaining:
+        ready = [n for n in names if n in remaining and not remaining[n]]
+        if not ready:
+            cycle = sorted(remaining)
+            first = next(s for s in steps if s["name"] == cycle[0])
+            raise SpecError(
+                f"{where(path, first)}: the step order has a cycle among "
+                f"{', '.join(cycle)}; remove one of their `after` entries"
+            )
+        for n in ready:
+            ordered.append(next(s for s in steps if s["name"] == n))
+            del remaining[n]
+            for deps in remaining.values():
+                deps.discard(n)
+    return ordered
+
+
+def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipeline:
+    """Read and check a pipeline file; ``cli_values`` (from ``-p``) override its parameters."""
+    path = Path(path)
+    spec = load_yaml(path)
+    for key in set(spec) - TOP_KEYS:
+        raise SpecError(
+            f"{where(path, spec)}: unknown key {key!r}; use {sorted(TOP_KEYS - {'__line__'})}"
+        )
+    shared = _mapping(spec.get("parameters"), path, "parameters", spec)
+    raw_steps = spec.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise SpecError(f"{where(path, spec)}: `steps` must be a non-empty list of steps")
+    seen: set[str] = set()
+    for raw in raw_steps:
+        if not isinstance(raw, dict) or "name" not in raw or "notebook" not in raw:
+            raise SpecError(f"{where(path, raw)}: every step needs `name` and `notebook`")
+        for key in set(raw) - STEP_KEYS:
+            raise SpecError(f"{where(path, raw)}: step {raw['name']!r} has unknown key {key!r}")
+        if raw["name"] in seen:
+            raise SpecError(f"{where(path, raw)}: step name {raw['name']!r} is used twice")
+        seen.add(raw["name"])
+    for raw in raw_steps:
+        after = raw.get("after") or []
+        if not isinstance(after, list) or any(a not in seen for a in after):
+            raise SpecError(
+                f"{where(path, raw)}: step {raw['name']!r} runs after unknown steps "
+                f"{[a for a in after if a not in seen] if isinstance(after, list) else after}; "
+                f"steps are: {', '.join(sorted(seen))}"
+            )
+    steps = [_step(raw, shared, cli_values or {}, path) for raw in _order(raw_steps, path)]
+    declared = {n for s in steps for n in runner.notebook_parameters(s.notebook)}
+    for name in shared:
+        if name != "__line__" and name not in declared:
+            raise SpecError(
+                f"{where(path, shared)}: parameter {name!r} is declared by no step's notebook"
+            )
+    unknown = sorted(set(cli_values or {}) - declared)
+    if unknown:
+        raise ParameterError(
+            f"parameter(s) {', '.join(unknown)} (-p) not declared by any step of {path.name}"
+        )
+    return Pipeline(str(spec.get("name") or path.stem), path, steps)
+
+
+def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
+    try:
+        notebook = runner.find_notebook(str(raw["notebook"]))
+    except ParameterError as exc:
+        raise SpecError(f"{where(path, raw)}: step {raw['name']!r}: {exc}") from None
+    specs = runner.notebook_parameters(notebook)
+    own = clean(_mapping(raw.get("parameters"), path, "parameters", raw))
+    for name in own:
+        if name not in specs:
+            raise SpecError(
+                f"{where(path, raw)}: step {raw['name']!r}: parameter {name!r} is not declared "
+                f"by {notebook.stem}; it declares: {', '.join(specs)}"
+            )
+    values: dict[str, Any] = {}
+    for name, value in clean(shared).items():
+        if name in specs:
+            values[name] = _typed(name, value, specs[name], where(path, shared))
+    for name, value in own.items():
+        values[name] = _typed(name, value, specs[name], where(path, raw))
+    for name, value in cli_values.items():
+        if name in specs:
+            values[name] = runner.typed_value(name, value, specs[name], "-p")
+    return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []))
+
+
+def _typed(name: str, value: Any, spec: runner.ParamSpec, source: str) -> Any:
+    try:
+        return runner.typed_value(name, value, spec, source)
+    except ParameterError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def new_run_dir(pipe: Pipeline) -> Path:
+    """A fresh folder for one run of ``pipe`` under ``<workspace>/pipelines/<name>/``."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return ensure_workspace("pipelines", pipe.name, f"{stamp}-{secrets.token_hex(2)}")
+
+
+def latest_run_dir(pipe: Pipeline) -> Path | None:
+    """The most recent run folder of ``pipe``, or None."""
+    root = workspace_path() / "pipelines" / pipe.name
+    runs = sorted(p for p in root.glob("*") if (p / STATE).is_file()) if root.is_dir() else []
+    return runs[-1] if runs else None
+
+
+def read_state(run_dir: Path) -> dict:
+    """The saved state of a pipeline run (empty when it has none)."""
+    path = Path(run_dir) / STATE
+    return json.loads(path.read_text()) if path.is_file() else {"steps": {}}
+
+
+def _save_state(run_dir: Path, state: dict) -> None:
+    tmp = run_dir / f".{STATE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(run_dir / STATE)
+
+
+def run_pipeline(
+    pipe: Pipeline, run_dir: Path, resume: bool = False, track: bool = True, progress: bool = True
+) -> list[StepResult]:
+    """Run the steps in order into ``run_dir``; stop at the first failure.
+
+    With ``resume``, steps that completed in this run folder with the same parameters are
+    skipped (status ``done``). With ``track``, each step is an MLflow run (nested under
+    one run for the pipeline) holding its parameters and executed notebook.
+    """
+    from tqdm.auto import tqdm
+
+    state = read_state(run_dir) if resume else {"steps": {}}
+    state.update(pipeline=pipe.name, file=str(pipe.path))
+    tracker = _Tracker(pipe, run_dir, state) if track else None
+    results: list[StepResult] = []
+    failed = False
+    for i, step in enumerate(tqdm(pipe.steps, desc=pipe.name, unit="step", disable=not progress)):
+        before = state["steps"].get(step.name, {})
+        if failed:
+            results.append(StepResult(step.name, "not run"))
+            continue
+        if resume and before.get("status") == "ok" and before.get("hash") == step.fingerprint():
+            results.append(
+                StepResult(step.name, "done", before.get("seconds", 0.0), before.get("output", ""))
+            )
+            continue
+        output = run_dir / f"{i + 1:02d}_{step.name}.ipynb"
+        start = time.perf_counter()
+        try:
+            runner.execute_notebook(step.notebook, output, step.parameters)
+            result = StepResult(step.name, "ok", time.perf_counter() - start, output.name)
+        except Exception as exc:  # noqa: BLE001 - reported with notebook and cell, run stops
+            failed = True
+            error = f"{step.notebook.stem} {runner.describe_failure(exc)}"
+            result = StepResult(
+                step.name, "failed", time.perf_counter() - start, output.name, error
+            )
+        results.append(result)
+        state["steps"][step.name] = {
+            "status": result.status,
+            "hash": step.fingerprint(),
+            "seconds": round(result.seconds, 2),
+            "output": result.output,
+            "error": result.error,
+            "parameters": step.parameters,
+        }
+        _save_state(run_dir, state)
+        if tracker:
+            tracker.log_step(step, result, output)
+    if tracker:
+        tracker.finish(results)
+        _save_state(run_dir, state)
+    return results
+
+
+class _Tracker:
+    """MLflow bookkeeping of a pipeline run: one parent run, one nested run per step."""
+
+    def __init__(self, pipe: Pipeline, run_dir: Path, state: dict):
+        from mlops_helpers import tracking
+
+        tracking.configure_tracking(experiment="pipelines")
+        self.mlflow = tracking.import_mlflow()
+        parent_id = state.get("mlflow_run_id")
+        if parent_id:
+            self.parent = self.mlflow.start_run(run_id=parent_id)
+        else:
+            self.parent = self.mlflow.start_run(run_name=f"{pipe.name} {run_dir.name}")
+            state["mlflow_run_id"] = self.parent.info.run_id
+        self.mlflow.set_tags({"pipeline": pipe.name, "run_folder": run_dir.name})
+
+    def log_step(self, step: Step, result: StepResult, output: Path) -> None:
+        with self.mlflow.start_run(run_name=step.name, nested=True):
+            self.mlflow.log_params({"notebook": step.notebook.stem, **step.parameters})
+            self.mlflow.log_metric("seconds", result.seconds)
+            self.mlflow.set_tags({"status": result.status, "error": result.error[:5000]})
+            if output.is_file():
+                self.mlflow.log_artifact(str(output), artifact_path="executed")
+
+    def finish(self, results: list[StepResult]) -> None:
+        status = "failed" if any(r.status == "failed" for r in results) else "ok"
+        self.mlflow.set_tag("status", status)
+        self.mlflow.end_run("FAILED" if status == "failed" else "FINISHED")

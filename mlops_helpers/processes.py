@@ -1,0 +1,125 @@
+"""Long-running server processes (scoring server, tracking server): started in their own
+process group on 127.0.0.1, ready when a health URL answers, log kept, stopped whole."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mlops_helpers.config import MLFLOW_ENV
+
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    """A server could not be started or stopped; the message says why and what to do."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(port: int) -> None:
+    """Raise ServerError when ``port`` on 127.0.0.1 is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            raise ServerError(
+                f"port {port} on {HOST} is already in use; pass another port "
+                "(or none, to pick a free one) or stop what listens there"
+            ) from None
+
+
+def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment with the virtualenv's ``bin`` first on PATH and MLflow kept quiet."""
+    bindir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        **MLFLOW_ENV,
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        **(extra or {}),
+    }
+
+
+class ServerProcess:
+    """One server process group; ``start`` waits for ``health_url`` to answer 200."""
+
+    def __init__(self, what: str, command: list[str], health_url: str, log_path: Path,
+                 env: dict[str, str], ready_timeout: float = 60.0):  # fmt: skip
+        self.what, self.command, self.health_url = what, command, health_url
+        self.log_path, self.env, self.ready_timeout = log_path, env, ready_timeout
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the process group and wait until it is ready; stop it on any failure."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"{self.what} exited with code {self.process.returncode} before it was "
+                    f"ready; its log:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise ServerError(
+            f"{self.what} was not ready after {self.ready_timeout:g} s; it was stopped. "
+            f"Its log:\n{self.log_tail()}"
+        )
+
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        if not self.log_path.is_file():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop the whole process group (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):  # children left after the leader exited
+            os.killpg(proc.pid, signal.SIGKILL)
