@@ -219,9 +219,6 @@ def run_batch(
     client=None,
 ) -> list[ItemResult]:
     """Run every item not yet completed; write results.csv/json and index.html."""
-    from dask.distributed import as_completed
-    from tqdm.auto import tqdm
-
     out = ensure_workspace("batches", batch.name)
     done: dict[str, ItemResult] = {}
     todo: list[Item] = []
@@ -235,7 +232,31 @@ def run_batch(
     for key in ("MLOPS_TRACKING_URI", *_mlflow_keys()):
         if key in os.environ:
             env[key] = os.environ[key]
-    own = client is None and bool(todo)
+    if todo:
+        for result in _run_on_dask(
+            todo,
+            out,
+            env,
+            scheduler,
+            n_workers,
+            client,
+            progress,
+            len(batch.items),
+            len(done),
+            batch.name,
+        ):
+            done[result.key] = result
+    results = [done[item.key] for item in batch.items]
+    write_reports(batch, results)
+    return results
+
+
+def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, initial, name):
+    """Submit the items to Dask and yield their results as they complete."""
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    own = client is None
     client = cluster_client(scheduler, n_workers) if own else client
     try:
         futures = [
@@ -244,27 +265,18 @@ def run_batch(
             )
             for item in todo
         ]
-        bar = tqdm(
-            total=len(batch.items),
-            initial=len(done),
-            desc=batch.name,
-            unit="item",
-            disable=not progress,
-        )
-        for future in as_completed(futures):
-            result = ItemResult(**future.result())
-            done[result.key] = result
-            bar.update(1)
-        bar.close()
+        with tqdm(
+            total=total, initial=initial, desc=name, unit="item", disable=not progress
+        ) as bar:
+            for future in as_completed(futures):
+                bar.update(1)
+                yield ItemResult(**future.result())
     finally:
         if own:
             cluster = client.cluster
             client.close()
             if cluster is not None:
                 cluster.close()
-    results = [done[item.key] for item in batch.items]
-    write_reports(batch, results)
-    return results
 
 
 def _mlflow_keys() -> tuple[str, ...]:
