@@ -16,7 +16,7 @@ export MLFLOW_LOGGING_LEVEL := WARNING
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: help install run lab test test-unit test-notebooks lint format notebooks lock mlflow-server clean clean-workspace
+.PHONY: help install run lab test test-unit test-notebooks lint format notebooks lock mlflow-server bench clean clean-workspace
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ notebooks: install ## re-execute the committed notebooks in place (stored output
 lock: install ## re-resolve requirements/*.lock from pyproject.toml (needs the network)
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra lab --python-version 3.11 --no-header --quiet -o requirements/lab.lock
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -c requirements/lab.lock --no-header --quiet -o requirements/test.lock
+
+bench: install ## run every benchmark and write benchmarks/RESULTS.md (about 10 minutes)
+	$(BIN)/python benchmarks/run_all.py
 
 mlflow-server: install ## run a team MLflow tracking server on 127.0.0.1:5000 (sqlite + served artifacts)
 	$(BIN)/mlops-workbook tracking-server --port $(or $(PORT),5000)

@@ -1,0 +1,109 @@
+"""The whole workbook headless (`mlops-workbook run`) against its floor.
+
+    .venv/bin/python benchmarks/workbook_run.py [--repeats 3]
+
+Floor: the same notebooks' code exported with nbconvert and run as plain IPython scripts
+one after another (no kernel protocol, no papermill), plus one kernel start each. Each
+repeat uses a fresh workspace for both sides. Prints total and per-notebook medians,
+min, max, and the ratio workbook / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def workbook(home: str) -> dict[str, float]:
+    """Seconds per notebook of one `mlops-workbook run`, from its summary table."""
+    env = {**os.environ, "MLOPS_WORKBOOK_HOME": home}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "mlops-workbook"), "run", "--no-progress"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    total = time.perf_counter() - start
+    seconds = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "ok":
+            seconds[parts[0]] = float(parts[2])
+    seconds["total (wall)"] = total
+    return seconds
+
+
+def export_scripts(folder: Path) -> list[Path]:
+    """Each notebook's code as a script (nbconvert's PythonExporter)."""
+    from nbconvert import PythonExporter
+
+    from mlops_helpers.runner import list_notebooks
+
+    scripts = []
+    for nb in list_notebooks():
+        body, _ = PythonExporter().from_filename(str(nb))
+        script = folder / f"{nb.stem}.py"
+        script.write_text(body)
+        scripts.append(script)
+    return scripts
+
+
+def kernel_start() -> float:
+    """Seconds to start a python3 kernel and get its first reply, then stop it."""
+    from jupyter_client.manager import start_new_kernel
+
+    start = time.perf_counter()
+    km, kc = start_new_kernel(kernel_name="python3")
+    elapsed = time.perf_counter() - start
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+    return elapsed
+
+
+def floor(home: str, scripts: list[Path]) -> dict[str, float]:
+    """Seconds per script run with IPython in the notebooks folder, plus one kernel start."""
+    env = {**os.environ, "MLOPS_WORKBOOK_HOME": home, "MPLBACKEND": "Agg"}
+    seconds = {}
+    boot = kernel_start()
+    for script in scripts:
+        start = time.perf_counter()
+        subprocess.run(
+            [str(BIN / "ipython"), "--no-banner", "--quick", str(script)],
+            cwd=ROOT / "notebooks", env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        seconds[script.stem] = time.perf_counter() - start + boot
+    seconds["total (wall)"] = sum(seconds.values())
+    return seconds
+
+
+def main() -> int:
+    """Alternate workbook and floor runs; print medians and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = export_scripts(Path(tmp))
+        runs_wb, runs_fl = [], []
+        for i in range(args.repeats):
+            runs_wb.append(workbook(tempfile.mkdtemp(dir=tmp, prefix=f"wb{i}-")))
+            runs_fl.append(floor(tempfile.mkdtemp(dir=tmp, prefix=f"fl{i}-"), scripts))
+    print(f"command: {' '.join(sys.argv)}  (repeats {args.repeats})")
+    print(f"{'notebook':<28} {'workbook s':>10} {'min':>6} {'max':>6} {'floor s':>8} {'ratio':>6}")
+    for name in runs_wb[0]:
+        wb = [r[name] for r in runs_wb]
+        fl = [r.get(name, float("nan")) for r in runs_fl]
+        mw, mf = statistics.median(wb), statistics.median(fl)
+        print(f"{name:<28} {mw:10.1f} {min(wb):6.1f} {max(wb):6.1f} {mf:8.1f} {mw / mf:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
