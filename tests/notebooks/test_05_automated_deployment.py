@@ -1,0 +1,72 @@
+"""05_automated_deployment under papermill: gate, promotion, serving and the rollback drill,
+checked from the workspace's MLflow store, with no scoring server left behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+from nbtools import checkpoints_passed, stderr_text
+
+from mlops_helpers import registry, runner, tracking
+
+MODEL = "pm-test-05"
+
+
+def _serving_processes(workspace: Path) -> list[str]:
+    """Processes (a scoring server or its workers) started with this workspace's tracking URI."""
+    uri = f"MLFLOW_TRACKING_URI=sqlite:///{workspace.resolve()}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended, or is not ours to read
+            continue
+        if uri in environ:
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
+    nb = run_notebook("05", seed=7, model_name=MODEL)
+    assert stderr_text(nb) == ""
+    committed = nbformat.read(runner.find_notebook("05"), as_version=4)
+    assert checkpoints_passed(nb) == checkpoints_passed(committed) > 0
+
+    tracking.configure_tracking(experiment="automated_deployment")
+    client = registry.client()
+    history = registry.alias_history(MODEL)
+    champion = history[history["alias"] == registry.CHAMPION]
+    # The last champion move is the automatic rollback from the broken version 4 to the
+    # version that was champion before it: the good one.
+    promoted, rolled_back = champion.iloc[-2], champion.iloc[-1]
+    good = promoted["previous"]
+    assert promoted["version"] == "4" and good in ("1", "2")
+    assert rolled_back["version"] == good and rolled_back["previous"] == "4"
+    assert rolled_back["reason"].startswith("rollback: smoke test failed")
+    assert "status 400" in rolled_back["reason"]
+    assert registry.current_version(MODEL, registry.CHAMPION) == good
+
+    # The regressed version was blocked by the gate and never became champion.
+    regressed = client.get_model_version(MODEL, "3").tags
+    assert regressed["gate.decision"] == "blocked"
+    assert "3" not in set(champion["version"])
+    evidence = client.get_run(regressed["gate.run_id"])
+    assert evidence.data.tags["decision"] == "blocked"
+    assert evidence.data.metrics["challenger_roc_auc"] < evidence.data.metrics["champion_roc_auc"]
+
+    # The broken version passed the gate (the evidence says so), then was rolled back.
+    broken = client.get_model_version(MODEL, "4").tags
+    assert broken["gate.decision"] == "passed"
+    assert client.get_run(broken["gate.run_id"]).data.tags["decision"] == "passed"
+
+    # stop() returns when `mlflow models serve` exits; its uvicorn worker may need a moment more.
+    deadline = time.monotonic() + 15
+    while _serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _serving_processes(run_notebook.workspace) == [], "a scoring server was left running"
