@@ -8,8 +8,6 @@ Its log is kept in the workspace and shown when it fails to start.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import urllib.error
@@ -193,20 +191,6 @@ class ScoringServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _group_gone(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait up to ``timeout`` s until no process of ``proc``'s group is left."""
-    deadline = time.monotonic() + timeout
-    while True:
-        proc.poll()  # reap the leader, else its zombie keeps the group alive
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
 
 
 @dataclass
