@@ -104,7 +104,8 @@ class ServerProcess:
         """The last lines of the server's log."""
         if not self.log_path.is_file():
             return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return tail or "(the log is empty)"
 
     def stop(self) -> None:
         """Stop the whole process group (SIGTERM, then SIGKILL after 10 s)."""
@@ -123,3 +124,10 @@ class ServerProcess:
                 continue
         with contextlib.suppress(ProcessLookupError):  # children left after the leader exited
             os.killpg(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # return only once the whole group is gone
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
