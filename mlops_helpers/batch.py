@@ -14,6 +14,7 @@ import html
 import itertools
 import json
 import os
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,15 +97,18 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
     combos = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     combos = combos or [{}]
     if "notebook" in spec:
+        given = str(spec["notebook"])
+        beside = path.parent / given  # a path to a notebook may be relative to the grid file
         try:
-            notebook = runner.find_notebook(str(spec["notebook"]))
+            notebook = runner.find_notebook(str(beside) if beside.is_file() else given)
         except ParameterError as exc:
             raise SpecError(f"{where(path, spec)}: {exc}") from None
         specs = runner.notebook_parameters(notebook)
         for name in [*clean(fixed), *axes, *(cli_values or {})]:
             if name not in specs:
+                node = grid if name in axes else fixed if name in fixed else spec
                 raise SpecError(
-                    f"{where(path, spec)}: parameter {name!r} is not declared by "
+                    f"{where(path, node)}: parameter {name!r} is not declared by "
                     f"{notebook.stem}; it declares: {', '.join(specs)}"
                 )
         items = []
@@ -159,6 +163,8 @@ def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -
             if PORT_RACE not in error:
                 break
     status = "failed" if error else "ok"
+    if not notebook and item.kind == "notebook" and (folder / Path(item.target).name).is_file():
+        notebook = Path(item.target).name  # kept as papermill left it, with the failing cell
     report = _render_html(folder / notebook) if notebook and (folder / notebook).is_file() else ""
     result = ItemResult(
         item.key, status, time.perf_counter() - start, item.parameters, notebook, report,
@@ -254,23 +260,28 @@ def run_batch(
 def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, initial, name):
     """Submit the items to Dask and yield their results as they complete."""
     from dask.distributed import as_completed
-    from tqdm.auto import tqdm
 
+    tqdm = runner.progress_bar()
     own = client is None
     client = cluster_client(scheduler, n_workers) if own else client
     try:
-        futures = [
+        tag = secrets.token_hex(4)  # a new key per submission: never a cached earlier result
+        futures = {
             client.submit(
-                run_item, item, str(out / item.key), env, key=f"item-{item.key}", pure=False
-            )
+                run_item, item, str(out / item.key), env, key=f"item-{item.key}-{tag}", pure=False
+            ): item
             for item in todo
-        ]
+        }
         with tqdm(
             total=total, initial=initial, desc=name, unit="item", disable=not progress
         ) as bar:
             for future in as_completed(futures):
                 bar.update(1)
-                yield ItemResult(**future.result())
+                try:
+                    yield ItemResult(**future.result())
+                except Exception as exc:  # noqa: BLE001 - e.g. its worker died: one failed item
+                    item = futures[future]
+                    yield ItemResult(item.key, "failed", 0.0, item.parameters, error=repr(exc))
     finally:
         if own:
             cluster = client.cluster

@@ -54,6 +54,8 @@ RULES: dict[str, Rule] = {
         lambda v: re.fullmatch(r"[A-Za-z0-9_-]+", v) is not None,
     ),
     "show_plots": Rule(bool, "True or False"),
+    "n_workers": Rule(int, "an int from 1 to 64", lambda v: 1 <= v <= 64),
+    "run_deploy": Rule(bool, "True or False"),
 }
 
 

@@ -139,8 +139,10 @@ def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipel
 
 
 def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
+    given = str(raw["notebook"])
+    beside = path.parent / given  # a path to a notebook may be relative to the pipeline file
     try:
-        notebook = runner.find_notebook(str(raw["notebook"]))
+        notebook = runner.find_notebook(str(beside) if beside.is_file() else given)
     except ParameterError as exc:
         raise SpecError(f"{where(path, raw)}: step {raw['name']!r}: {exc}") from None
     specs = runner.notebook_parameters(notebook)
@@ -201,26 +203,29 @@ def run_pipeline(
     """Run the steps in order into ``run_dir``; stop at the first failure.
 
     With ``resume``, steps that completed in this run folder with the same parameters are
-    skipped (status ``done``). With ``track``, each step is an MLflow run (nested under
-    one run for the pipeline) holding its parameters and executed notebook.
+    skipped (status ``done``), unless a step they run after had to run again. With
+    ``track``, each step is an MLflow run (nested under one run for the pipeline) holding
+    its parameters and executed notebook.
     """
-    from tqdm.auto import tqdm
-
+    tqdm = runner.progress_bar()
     state = read_state(run_dir) if resume else {"steps": {}}
     state.update(pipeline=pipe.name, file=str(pipe.path))
     tracker = _Tracker(pipe, run_dir, state) if track else None
     results: list[StepResult] = []
     failed = False
+    rerun: set[str] = set()  # steps run now: what runs after them must run again too
     for i, step in enumerate(tqdm(pipe.steps, desc=pipe.name, unit="step", disable=not progress)):
         before = state["steps"].get(step.name, {})
         if failed:
             results.append(StepResult(step.name, "not run"))
             continue
-        if resume and before.get("status") == "ok" and before.get("hash") == step.fingerprint():
+        same = before.get("status") == "ok" and before.get("hash") == step.fingerprint()
+        if resume and same and not rerun.intersection(step.after):
             results.append(
                 StepResult(step.name, "done", before.get("seconds", 0.0), before.get("output", ""))
             )
             continue
+        rerun.add(step.name)
         output = run_dir / f"{i + 1:02d}_{step.name}.ipynb"
         start = time.perf_counter()
         try:

@@ -155,6 +155,21 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
     )
 
 
+def progress_bar():
+    """tqdm's bar class: a widget in Jupyter when ipywidgets is installed, text otherwise.
+
+    ``tqdm.auto`` in a kernel without ipywidgets warns on stderr ("IProgress not found")
+    at import, and fails when a bar is shown; the text bar works everywhere.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm
+
+
 def run_workbook(
     notebooks: list[Path],
     plan: dict[Path, dict[str, Any]],
@@ -162,8 +177,7 @@ def run_workbook(
     progress: bool = True,
 ) -> list[NotebookResult]:
     """Run notebooks in order into ``run_dir``; stop at the first failure (the rest are skipped)."""
-    from tqdm.auto import tqdm
-
+    tqdm = progress_bar()
     results: list[NotebookResult] = []
     failed = False
     bar = tqdm(notebooks, desc="workbook", unit="nb", disable=not progress)

@@ -7,8 +7,11 @@ mlflow is imported inside the functions, after its environment is set.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -58,8 +61,32 @@ def configure_tracking(tracking_uri: str | None = None, experiment: str = "workb
             "use an absolute path: sqlite:////abs/path/mlflow.db"
         )
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=ensure_experiment(experiment))
+    with store_lock(uri):
+        experiment_id = ensure_experiment(experiment)
+    mlflow.set_experiment(experiment_id=experiment_id)
     return uri
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock next to a sqlite store (no-op for other URIs).
+
+    MLflow creates and migrates the sqlite schema on first use. Parallel runs (a batch,
+    notebooks on Dask) that open a fresh store at once race through the migrations and
+    leave it broken ("duplicate column name: step"); the lock makes them take turns.
+    Later writes are safe: MLflow sets a 20 s sqlite busy timeout on every session.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_experiment(name: str) -> str:
@@ -73,7 +100,13 @@ def ensure_experiment(name: str) -> str:
     location = None
     if not mlflow.get_tracking_uri().startswith(("http://", "https://")):
         location = (artifact_root() / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        # Another process created it between our lookup and our create (parallel runs).
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def pip_requirements() -> list[str]:

@@ -1,0 +1,219 @@
+"""Batches on a real Dask LocalCluster over TCP on loopback: a bad item does not stop the
+others, reports are written, reruns skip finished items, a killed batch completes only
+what was missing, and bad grid files are refused naming the file and line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tiny_notebooks import UNLUCKY, ran, write_notebook
+
+from mlops_helpers import batch, config
+from mlops_helpers.specs import SpecError
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A real Dask cluster: two worker processes, scheduler and workers on 127.0.0.1 TCP."""
+    client = batch.cluster_client(n_workers=2)
+    assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    yield client
+    cluster = client.cluster
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def workspace(monkeypatch, tmp_path) -> Path:
+    ws = tmp_path / "ws"
+    monkeypatch.setenv(config.HOME_ENV, str(ws))
+    return ws
+
+
+def grid_file(folder: Path, text: str) -> Path:
+    """A grid file beside a tiny notebook ``tiny.ipynb``."""
+    write_notebook(folder / "tiny.ipynb", "tiny")
+    path = folder / "grid.yaml"
+    path.write_text(text)
+    return path
+
+
+def by_rows(results: list[batch.ItemResult]) -> dict[int, str]:
+    return {r.parameters["n_rows"]: r.status for r in results}
+
+
+def test_bad_item_is_listed_others_complete_and_reruns_skip_finished(client, workspace, tmp_path):
+    path = grid_file(
+        tmp_path,
+        f"name: rows\nnotebook: tiny.ipynb\nparameters: {{seed: 1}}\n"
+        f"grid:\n  n_rows: [10, 11, {UNLUCKY}, 12]\n",
+    )
+    grid = batch.load_grid(path)
+    assert len(grid.items) == 4
+
+    results = batch.run_batch(grid, client=client, progress=False)
+
+    assert by_rows(results) == {10: "ok", 11: "ok", UNLUCKY: "failed", 12: "ok"}
+    bad = next(r for r in results if r.status == "failed")
+    assert bad.error.startswith("cell ")
+    assert "ValueError: n_rows 13 is unlucky: this step fails on purpose" in bad.error
+    out = grid.out_dir
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["n_rows"]) == [10, 11, UNLUCKY, 12]
+    assert list(table["status"]) == ["ok", "ok", "failed", "ok"]
+    assert json.loads((out / "results.json").read_text())[2]["error"] == bad.error
+    index = (out / "index.html").read_text()
+    assert "4 items, 3 ok" in index
+    for r in results:
+        assert r.report, f"every executed notebook is rendered, the failed one too: {r}"
+        assert f'<a href="{r.key}/{r.report}">' in index
+        page = (out / r.key / r.report).read_text()
+        assert ("n_rows 13 is unlucky" if r.status == "failed" else "done: seed 1") in page
+
+    lost = next(r for r in results if r.parameters["n_rows"] == 11)
+    (out / lost.key / batch.RESULT).unlink()  # as if killed before this item finished
+    again = batch.run_batch(grid, client=client, progress=False)
+
+    assert by_rows(again) == {10: "done", 11: "ok", UNLUCKY: "failed", 12: "done"}
+    assert ran(workspace) == {
+        "tiny seed=1 n_rows=10": 1,
+        "tiny seed=1 n_rows=11": 2,
+        f"tiny seed=1 n_rows={UNLUCKY}": 2,
+        "tiny seed=1 n_rows=12": 1,
+    }, "only the lost item and the failed one run again"
+
+
+def _processes_of(workspace: Path) -> list[int]:
+    """Live processes started with this workspace in their environment (workers, kernels)."""
+    marker = f"{config.HOME_ENV}={workspace}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if marker in environ and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def test_killed_batch_rerun_completes_only_what_was_missing(client, workspace, tmp_path):
+    path = grid_file(
+        tmp_path,
+        "name: killed\nnotebook: tiny.ipynb\nparameters: {n_rows: 10, pause: 1.0}\n"
+        "grid:\n  seed: [1, 2, 3, 4, 5, 6]\n",
+    )
+    env = {**os.environ, config.HOME_ENV: str(workspace)}
+    command = [*CLI, "batch", "--grid", str(path), "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    out = workspace / "batches" / "killed"
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(f"*/{batch.RESULT}")):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no item finished in 120 s"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its scheduler and Dask workers
+        proc.wait()
+        proc.stderr.close()
+    deadline = time.monotonic() + 15  # kernels notice their parent died within a second
+    while (left := _processes_of(workspace)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes of the killed batch still running (now killed): {left}"
+    finished = {p.parent.name for p in out.glob(f"*/{batch.RESULT}")}
+    assert 1 <= len(finished) < 6, "killed midway"
+    assert not (out / "results.csv").exists(), "the killed batch never got to its reports"
+
+    results = batch.run_batch(batch.load_grid(path), client=client, progress=False)
+
+    statuses = {r.key: r.status for r in results}
+    assert {k for k, s in statuses.items() if s == "done"} == finished
+    assert {s for k, s in statuses.items() if k not in finished} == {"ok"}
+    counts = ran(workspace)
+    for r in results:
+        line = f"tiny seed={r.parameters['seed']} n_rows=10"
+        if r.key in finished:
+            assert counts[line] == 1, "a finished item is not run again"
+        else:
+            assert counts[line] in (1, 2), "run once more (twice if the kill cut it short)"
+    assert len(pd.read_csv(out / "results.csv")) == 6
+
+
+def test_batch_of_a_pipeline_runs_each_item_as_a_pipeline(client, workspace, tmp_path):
+    for label in "ab":
+        write_notebook(tmp_path / f"tiny_{label}.ipynb", label)
+    (tmp_path / "two.yaml").write_text(
+        "name: two\nparameters: {n_rows: 10}\nsteps:\n"
+        "  - {name: a, notebook: tiny_a.ipynb}\n"
+        "  - {name: b, notebook: tiny_b.ipynb, after: [a]}\n"
+    )
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: two_seeds\npipeline: two.yaml\ngrid:\n  seed: [1, 2]\n")
+
+    results = batch.run_batch(batch.load_grid(path), client=client, progress=False)
+
+    assert [r.status for r in results] == ["ok", "ok"]
+    for r in results:
+        folder = workspace / "batches" / "two_seeds" / r.key
+        assert r.notebook == "02_b.ipynb" and (folder / "01_a.ipynb").is_file()
+        assert (folder / r.report).is_file()
+    assert ran(workspace) == {f"{s} seed={n} n_rows=10": 1 for s in "ab" for n in (1, 2)}
+
+
+BAD_GRIDS = {
+    "undeclared grid parameter": (
+        "notebook: tiny.ipynb\nparameters:\n  seed: 1\ngrid:\n  colour: [red, blue]\n",
+        5,
+        "parameter 'colour' is not declared by tiny; it declares: seed, n_rows, pause",
+    ),
+    "undeclared fixed parameter": (
+        "notebook: tiny.ipynb\nparameters:\n  seed: 1\n  fault: nulls\ngrid:\n  n_rows: [1]\n",
+        3,
+        "parameter 'fault' is not declared by tiny",
+    ),
+    "invalid YAML": ("notebook: tiny.ipynb\ngrid:\n  seed: [1, 2\n", 4, "not valid YAML"),
+    "missing notebook": (
+        "notebook: 99_nowhere\ngrid:\n  seed: [1]\n",
+        1,
+        "no notebook named '99_nowhere'",
+    ),
+    "wrong type": (
+        "notebook: tiny.ipynb\ngrid:\n  seed: [1, two]\n",
+        3,
+        "parameter seed (" + "{path}:3) must be int, got 'two'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_GRIDS))
+def test_bad_grid_file_names_file_and_line(workspace, tmp_path, case):
+    text, line, message = BAD_GRIDS[case]
+    path = grid_file(tmp_path, text)
+    with pytest.raises(SpecError) as err:
+        batch.load_grid(path)
+    assert str(err.value).startswith(f"{path}:{line}: ")
+    assert message.format(path=path) in str(err.value)
+    assert not workspace.exists(), "nothing may run or be written for a bad grid"

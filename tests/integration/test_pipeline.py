@@ -1,0 +1,242 @@
+"""Pipelines end to end: real papermill runs, each step's executed notebook kept and logged
+to MLflow, a failing step that stops the run, ``--resume``, and bad pipeline files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import nbformat
+import pytest
+from tiny_notebooks import UNLUCKY, ran, write_notebook
+
+from mlops_helpers import config, pipeline, tracking
+from mlops_helpers.specs import SpecError
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+
+
+@pytest.fixture
+def workspace(monkeypatch, tmp_path) -> Path:
+    """A fresh workspace for this test: run folders, the sqlite store, ran.log."""
+    ws = tmp_path / "ws"
+    monkeypatch.setenv(config.HOME_ENV, str(ws))
+    return ws
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    """Three tiny notebooks beside the pipeline files of the test."""
+    for label in "abc":
+        write_notebook(tmp_path / f"tiny_{label}.ipynb", label)
+    return tmp_path
+
+
+def tiny_pipeline(folder: Path, b_rows: int = UNLUCKY, a_rows: int = 10) -> Path:
+    """a -> b -> c on the tiny notebooks; b fails while its n_rows is 13."""
+    path = folder / "tiny.yaml"
+    path.write_text(
+        "name: tiny\n"
+        "parameters:\n"
+        "  seed: 5\n"
+        "steps:\n"
+        "  - name: a\n"
+        "    notebook: tiny_a.ipynb\n"
+        f"    parameters: {{n_rows: {a_rows}}}\n"
+        "  - name: b\n"
+        "    notebook: tiny_b.ipynb\n"
+        "    after: [a]\n"
+        f"    parameters: {{n_rows: {b_rows}}}\n"
+        "  - name: c\n"
+        "    notebook: tiny_c.ipynb\n"
+        "    after: [b]\n"
+    )
+    return path
+
+
+def step_runs(parent_id: str) -> list[mlflow.entities.Run]:
+    """The nested MLflow runs of one pipeline run, oldest first."""
+    tracking.configure_tracking(experiment="pipelines")
+    client = mlflow.MlflowClient()
+    runs = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return list(runs)
+
+
+def printed(nb: nbformat.NotebookNode) -> str:
+    """Everything an executed notebook printed."""
+    return "".join(out.get("text", "") for c in nb.cells for out in c.get("outputs", []))
+
+
+def artifacts(run_id: str) -> list[str]:
+    """Paths of the files logged under ``executed/`` by a step's run."""
+    return [f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "executed")]
+
+
+def test_daily_pipeline_runs_etl_then_training_and_keeps_every_notebook(workspace, tmp_path):
+    path = tmp_path / "daily.yaml"
+    path.write_text(
+        "name: daily_small\n"
+        "parameters: {seed: 3, n_rows: 400, start_day: '2026-01-05', n_days: 1}\n"
+        "steps:\n"
+        "  - name: etl\n"
+        "    notebook: 03_automated_etl\n"
+        "    parameters: {fault: none}\n"
+        "  - name: train\n"
+        "    notebook: 04_tracked_training\n"
+        "    after: [etl]\n"
+        "    parameters: {experiment: pipeline_e2e}\n"
+    )
+    pipe = pipeline.load_pipeline(path)
+    assert [s.name for s in pipe.steps] == ["etl", "train"]
+    run_dir = pipeline.new_run_dir(pipe)
+
+    results = pipeline.run_pipeline(pipe, run_dir, progress=False)
+
+    assert [(r.step, r.status) for r in results] == [("etl", "ok"), ("train", "ok")]
+    for name in ("01_etl.ipynb", "02_train.ipynb"):
+        executed = nbformat.read(run_dir / name, as_version=4)
+        assert executed.metadata.papermill.parameters["seed"] == 3
+        assert "✅ Checkpoint" in printed(executed)
+    state = pipeline.read_state(run_dir)
+    assert {name: s["status"] for name, s in state["steps"].items()} == {"etl": "ok", "train": "ok"}
+
+    steps = {r.info.run_name: r for r in step_runs(state["mlflow_run_id"])}
+    assert set(steps) == {"etl", "train"}
+    for name, output in (("etl", "01_etl.ipynb"), ("train", "02_train.ipynb")):
+        assert artifacts(steps[name].info.run_id) == [f"executed/{output}"]
+        assert steps[name].data.tags["status"] == "ok"
+    assert steps["train"].data.params["notebook"] == "04_tracked_training"
+    assert steps["train"].data.params["n_rows"] == "400"
+    parent = mlflow.get_run(state["mlflow_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["status"] == "ok"
+    trained = mlflow.search_runs(experiment_names=["pipeline_e2e"])
+    assert len(trained) == 3, "notebook 04 logs its two reproducibility runs and another seed"
+
+    again = pipeline.run_pipeline(pipe, run_dir, resume=True, progress=False)
+    assert [r.status for r in again] == ["done", "done"], "same parameters: nothing reruns"
+
+
+def test_failing_step_stops_the_pipeline_and_resume_reruns_from_it(workspace, tiny):
+    pipe = pipeline.load_pipeline(tiny_pipeline(tiny))
+    run_dir = pipeline.new_run_dir(pipe)
+
+    results = pipeline.run_pipeline(pipe, run_dir, progress=False)
+
+    assert [(r.step, r.status) for r in results] == [("a", "ok"), ("b", "failed"), ("c", "not run")]
+    error = results[1].error
+    assert error.startswith("tiny_b cell ")
+    assert "ValueError: n_rows 13 is unlucky: this step fails on purpose" in error
+    kept = nbformat.read(run_dir / "02_b.ipynb", as_version=4)
+    assert any(out.get("ename") == "ValueError" for c in kept.cells for out in c.get("outputs", []))
+    assert not (run_dir / "03_c.ipynb").exists()
+    state = pipeline.read_state(run_dir)
+    assert state["steps"]["b"]["status"] == "failed" and "unlucky" in state["steps"]["b"]["error"]
+    steps = {r.info.run_name: r for r in step_runs(state["mlflow_run_id"])}
+    assert set(steps) == {"a", "b"}, "c did not run"
+    assert steps["b"].data.tags["status"] == "failed"
+    assert "unlucky" in steps["b"].data.tags["error"]
+    assert artifacts(steps["b"].info.run_id) == ["executed/02_b.ipynb"], "kept to debug"
+    assert mlflow.get_run(state["mlflow_run_id"]).info.status == "FAILED"
+
+    fixed = pipeline.load_pipeline(tiny_pipeline(tiny, b_rows=12))
+    resumed = pipeline.run_pipeline(fixed, run_dir, resume=True, progress=False)
+
+    assert [(r.step, r.status) for r in resumed] == [("a", "done"), ("b", "ok"), ("c", "ok")]
+    assert ran(workspace) == {
+        "a seed=5 n_rows=10": 1,
+        "b seed=5 n_rows=13": 1,
+        "b seed=5 n_rows=12": 1,
+        "c seed=5 n_rows=10": 1,
+    }, "a completed with the same parameters, so it is not run again"
+    logged = [(r.info.run_name, r.data.tags["status"]) for r in step_runs(state["mlflow_run_id"])]
+    assert logged == [("a", "ok"), ("b", "failed"), ("b", "ok"), ("c", "ok")]
+    assert mlflow.get_run(state["mlflow_run_id"]).info.status == "FINISHED"
+
+    changed = pipeline.load_pipeline(tiny_pipeline(tiny, b_rows=12, a_rows=11))
+    rerun = pipeline.run_pipeline(changed, run_dir, resume=True, progress=False)
+    assert [r.status for r in rerun] == ["ok", "ok", "ok"], (
+        "a changed, so b and c (same parameters, new input) run again too"
+    )
+
+
+def _cli(workspace: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, config.HOME_ENV: str(workspace)}
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_cli_exit_codes_1_for_a_failed_step_2_for_a_bad_file(workspace, tiny):
+    path = tiny_pipeline(tiny)
+    failed = _cli(workspace, "pipeline", str(path), "--no-progress")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "FAILED step b: tiny_b cell " in failed.stderr
+    assert "n_rows 13 is unlucky" in failed.stderr
+    assert "--resume" in failed.stderr
+
+    bad = tiny / "bad.yaml"
+    bad.write_text("name: bad\nsteps:\n  - name: a\n    notebook: 99_nowhere\n")
+    refused = _cli(workspace, "pipeline", str(bad))
+    assert refused.returncode == 2
+    assert f"error: {bad}:3: step 'a': no notebook named '99_nowhere'" in refused.stderr
+    assert not (workspace / "pipelines" / "bad").exists()
+
+
+BAD_FILES = {
+    "invalid YAML": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    parameters: {seed: [1, 2}\n",
+        5,
+        "not valid YAML",
+    ),
+    "missing notebook": (
+        "name: p\nsteps:\n  - name: a\n    notebook: 99_nowhere\n",
+        3,
+        "step 'a': no notebook named '99_nowhere'; choose one of: 00_start_here",
+    ),
+    "parameter no step declares": (
+        "name: p\nparameters:\n  seed: 1\n  colour: red\nsteps:\n  - name: a\n"
+        "    notebook: tiny_a.ipynb\n",
+        3,
+        "parameter 'colour' is declared by no step's notebook",
+    ),
+    "parameter the step's notebook does not declare": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    parameters:\n"
+        "      fault: nulls\n",
+        3,
+        "step 'a': parameter 'fault' is not declared by tiny_a; it declares: seed, n_rows, pause",
+    ),
+    "cycle": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    after: [c]\n"
+        "  - name: b\n    notebook: tiny_b.ipynb\n    after: [a]\n"
+        "  - name: c\n    notebook: tiny_c.ipynb\n    after: [b]\n",
+        3,
+        "the step order has a cycle among a, b, c",
+    ),
+    "unknown after": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n"
+        "  - name: b\n    notebook: tiny_b.ipynb\n    after: [etl]\n",
+        5,
+        "step 'b' runs after unknown steps ['etl']; steps are: a, b",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_pipeline_file_names_file_and_line_before_anything_runs(workspace, tiny, case):
+    text, line, message = BAD_FILES[case]
+    path = tiny / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as err:
+        pipeline.load_pipeline(path)
+    assert str(err.value).startswith(f"{path}:{line}: ")
+    assert message in str(err.value)
+    assert not workspace.exists(), "nothing may run or be written for a bad file"
