@@ -146,14 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("example request:")
         print(f"  curl -s {server.url}/invocations -H 'Content-Type: application/json' -d '{body}'")
         print("Ctrl-C to stop", flush=True)
-        try:
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("stopping")
-            return 0
-        print(f"error: the server exited; its log:\n{server.log_tail()}", file=sys.stderr)
-    return 1
+        return _wait_until_interrupted(server)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -214,13 +207,18 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
         print(
             f"use it: mlops-workbook run --tracking-uri {server.url}   (Ctrl-C to stop)", flush=True
         )
-        try:
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("stopping")
-            return 0
-        print(f"error: the server exited; its log:\n{server.log_tail()}", file=sys.stderr)
+        return _wait_until_interrupted(server)
+
+
+def _wait_until_interrupted(server) -> int:
+    """Block while ``server`` runs; 0 on Ctrl-C or SIGTERM, 1 (with its log) if it dies."""
+    try:
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopping")
+        return 0
+    print(f"error: the server exited; its log:\n{server.log_tail()}", file=sys.stderr)
     return 1
 
 

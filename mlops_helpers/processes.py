@@ -131,3 +131,40 @@ class ServerProcess:
             except ProcessLookupError:
                 return
             time.sleep(0.05)
+
+
+class LoopbackServer:
+    """What a server wrapper shares: its URL on 127.0.0.1, its process, log and stop, and
+    use as a context manager. Subclasses set ``port`` and ``server`` and define ``start``."""
+
+    port: int | None
+    server: ServerProcess | None
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:5123``."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The server's process (None when stopped)."""
+        return self.server.process if self.server else None
+
+    def start(self):  # pragma: no cover - every subclass defines it
+        """Start the server and wait until it is ready."""
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        return self.server.log_tail(lines) if self.server else "(not started)"
+
+    def stop(self) -> None:
+        """Stop the server's whole process group."""
+        if self.server:
+            self.server.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -22,6 +22,7 @@ from mlops_helpers import registry
 from mlops_helpers.config import ensure_workspace
 from mlops_helpers.processes import (
     HOST,
+    LoopbackServer,
     ServerError,
     ServerProcess,
     check_port_free,
@@ -116,23 +117,13 @@ def viewable_probability(answer: dict) -> np.ndarray:
 
 
 @dataclass
-class ScoringServer:
+class ScoringServer(LoopbackServer):
     """``mlflow models serve`` for ``model_uri`` on 127.0.0.1; use as a context manager."""
 
     model_uri: str
     port: int | None = None
     ready_timeout: float = 60.0
     server: ServerProcess | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:5123``."""
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def process(self):
-        """The server's process (None when stopped)."""
-        return self.server.process if self.server else None
 
     def start(self) -> ScoringServer:
         """Check the model and port, start the server, wait until ``/ping`` answers."""
@@ -163,15 +154,6 @@ class ScoringServer:
             raise ServingError(str(exc)) from None
         return self
 
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log."""
-        return self.server.log_tail(lines) if self.server else "(not started)"
-
-    def stop(self) -> None:
-        """Stop the server's whole process group."""
-        if self.server:
-            self.server.stop()
-
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probabilities from the server for the rows of ``frame``; raise on a non-200 answer."""
         try:
@@ -185,12 +167,6 @@ class ScoringServer:
         if status != 200:
             raise ServingError(f"the server answered {status}: {error_message(answer)}")
         return viewable_probability(answer)
-
-    def __enter__(self) -> ScoringServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from importlib import metadata
@@ -19,6 +20,13 @@ from types import ModuleType
 import pandas as pd
 
 from mlops_helpers.config import apply_mlflow_env, ensure_workspace
+from mlops_helpers.processes import (
+    LoopbackServer,
+    ServerProcess,
+    check_port_free,
+    free_port,
+    venv_env,
+)
 from mlops_helpers.training import FEATURES, TrainResult
 
 # Set by `mlops-workbook ... --tracking-uri`, so notebook kernels use the same store.
@@ -182,13 +190,11 @@ def runs_for_fingerprint(fingerprint: str, experiment: str = "workbook") -> pd.D
     return runs
 
 
-class TrackingServer:
+class TrackingServer(LoopbackServer):
     """A real ``mlflow server`` on 127.0.0.1 for a team: sqlite backend and served
     artifacts in the workspace (PostgreSQL and an object store in production: see README)."""
 
     def __init__(self, port: int | None = None, name: str = "server", ready_timeout: float = 60):
-        from mlops_helpers.processes import check_port_free, free_port
-
         if port is None:
             port = free_port()
         else:
@@ -200,22 +206,8 @@ class TrackingServer:
         self.ready_timeout = ready_timeout
         self.server = None
 
-    @property
-    def url(self) -> str:
-        """The tracking URI clients use, e.g. ``http://127.0.0.1:5000``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def process(self):
-        """The server's process (None when stopped)."""
-        return self.server.process if self.server else None
-
     def start(self) -> TrackingServer:
         """Start ``mlflow server`` and wait until ``/health`` answers."""
-        import sys
-
-        from mlops_helpers.processes import ServerProcess, venv_env
-
         command = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
             "--port", str(self.port), "--backend-store-uri", self.backend_uri,
@@ -232,18 +224,3 @@ class TrackingServer:
         )
         self.server.start()
         return self
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log."""
-        return self.server.log_tail(lines) if self.server else "(not started)"
-
-    def stop(self) -> None:
-        """Stop the server's process group."""
-        if self.server:
-            self.server.stop()
-
-    def __enter__(self) -> TrackingServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
