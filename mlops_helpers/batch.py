@@ -23,6 +23,7 @@ from typing import Any
 from mlops_helpers import runner
 from mlops_helpers.config import HOME_ENV, ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
+from mlops_helpers.processes import HOST
 from mlops_helpers.specs import SpecError, clean, load_yaml, where
 
 RESULT = "result.json"
@@ -211,8 +212,8 @@ def cluster_client(scheduler: str | None = None, n_workers: int | None = None):
         return Client(scheduler, timeout="10s")
     workers = n_workers or max(1, os.cpu_count() or 1)
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40,
+        n_workers=workers, threads_per_worker=1, processes=True, host=HOST,
+        dashboard_address=f"{HOST}:0", silence_logs=40,
     )  # fmt: skip
     return Client(cluster)
 
