@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/workbook_run.py [--repeats 3]
 
-Floor: the same notebooks' code exported with nbconvert and run as plain IPython scripts
+Floor: the same notebooks' code exported with nbconvert and run as plain Python scripts
 one after another (no kernel protocol, no papermill), plus one kernel start each. Each
 repeat uses a fresh workspace for both sides. Prints total and per-notebook medians,
 min, max, and the ratio workbook / floor.
@@ -69,16 +69,20 @@ def kernel_start() -> float:
 
 
 def floor(home: str, scripts: list[Path]) -> dict[str, float]:
-    """Seconds per script run with IPython in the notebooks folder, plus one kernel start."""
+    """Seconds per script run by Python in the notebooks folder, plus one kernel start."""
     env = {**os.environ, "MLOPS_WORKBOOK_HOME": home, "MPLBACKEND": "Agg"}
     seconds = {}
     boot = kernel_start()
     for script in scripts:
         start = time.perf_counter()
-        subprocess.run(
-            [str(BIN / "ipython"), "--no-banner", "--quick", str(script)],
-            cwd=ROOT / "notebooks", env=env, check=True, capture_output=True,
+        # run_name keeps it from being __main__: Dask's spawned workers re-import __main__.
+        code = f"import runpy; runpy.run_path({str(script)!r}, run_name='floor')"
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT / "notebooks", env=env, capture_output=True,
+            text=True,
         )  # fmt: skip
+        if done.returncode:
+            raise SystemExit(f"{script.name} failed as a script:\n{done.stderr[-2000:]}")
         seconds[script.stem] = time.perf_counter() - start + boot
     seconds["total (wall)"] = sum(seconds.values())
     return seconds

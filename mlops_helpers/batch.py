@@ -24,7 +24,7 @@ from mlops_helpers import runner
 from mlops_helpers.config import HOME_ENV, ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
 from mlops_helpers.processes import HOST
-from mlops_helpers.specs import SpecError, clean, load_yaml, where
+from mlops_helpers.specs import SpecError, clean, file_value, load_yaml, where
 
 RESULT = "result.json"
 PORT_RACE = "Address already in use"
@@ -116,7 +116,7 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
         for combo in combos:
             values = {**clean(fixed), **combo}
             typed = {
-                n: _typed(n, v, specs[n], where(path, grid if n in axes else fixed))
+                n: file_value(n, v, specs[n], where(path, grid if n in axes else fixed))
                 for n, v in values.items()
             }
             for n, v in (cli_values or {}).items():
@@ -137,13 +137,6 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
             items.append(Item(_key(str(target), values), str(target), "pipeline", values))
     name = str(spec.get("name") or path.stem)
     return Batch(name, path, items)
-
-
-def _typed(name: str, value: Any, spec: runner.ParamSpec, source: str) -> Any:
-    try:
-        return runner.typed_value(name, value, spec, source)
-    except ParameterError as exc:
-        raise SpecError(f"{source}: {exc}") from None
 
 
 def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -> dict:

@@ -22,7 +22,7 @@ from typing import Any
 from mlops_helpers import runner
 from mlops_helpers.config import ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
-from mlops_helpers.specs import SpecError, clean, load_yaml, where
+from mlops_helpers.specs import SpecError, clean, file_value, load_yaml, where
 
 STATE = "pipeline.json"
 STEP_KEYS = {"name", "notebook", "parameters", "after", "__line__"}
@@ -156,20 +156,13 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
     values: dict[str, Any] = {}
     for name, value in clean(shared).items():
         if name in specs:
-            values[name] = _typed(name, value, specs[name], where(path, shared))
+            values[name] = file_value(name, value, specs[name], where(path, shared))
     for name, value in own.items():
-        values[name] = _typed(name, value, specs[name], where(path, raw))
+        values[name] = file_value(name, value, specs[name], where(path, raw))
     for name, value in cli_values.items():
         if name in specs:
             values[name] = runner.typed_value(name, value, specs[name], "-p")
     return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []))
-
-
-def _typed(name: str, value: Any, spec: runner.ParamSpec, source: str) -> Any:
-    try:
-        return runner.typed_value(name, value, spec, source)
-    except ParameterError as exc:
-        raise SpecError(f"{source}: {exc}") from None
 
 
 def new_run_dir(pipe: Pipeline) -> Path:

@@ -58,3 +58,15 @@ def clean(node: Any) -> Any:
     if isinstance(node, list):
         return [clean(v) for v in node]
     return node
+
+
+def file_value(name: str, value: Any, spec, source: str) -> Any:
+    """A parameter value read from a YAML file, typed and checked against the notebook's
+    declaration ``spec``; SpecError naming ``source`` (file:line) when it is wrong."""
+    from mlops_helpers import runner
+    from mlops_helpers.parameters import ParameterError
+
+    try:
+        return runner.typed_value(name, value, spec, source)
+    except ParameterError as exc:
+        raise SpecError(f"{source}: {exc}") from None
