@@ -76,7 +76,10 @@ def floor(home: str, scripts: list[Path]) -> dict[str, float]:
     for script in scripts:
         start = time.perf_counter()
         # run_name keeps it from being __main__: Dask's spawned workers re-import __main__.
-        code = f"import runpy; runpy.run_path({str(script)!r}, run_name='floor')"
+        code = (
+            "import runpy; from IPython.display import display; "
+            f"runpy.run_path({str(script)!r}, {{'display': display}}, run_name='floor')"
+        )
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT / "notebooks", env=env, capture_output=True,
             text=True,
