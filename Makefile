@@ -38,8 +38,8 @@ $(LAB_STAMP): $(STAMP) requirements/lab.lock
 run: install ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
 	$(BIN)/mlops-workbook run $(ARGS)
 
-lab: $(LAB_STAMP) ## open JupyterLab on the notebooks (installs the lab extra first)
-	cd notebooks && ../$(BIN)/jupyter lab
+lab: $(LAB_STAMP) ## open JupyterLab on the notebooks (installs the lab extra first; LAB_ARGS=--no-browser)
+	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install ## run every test: unit, integration, nbval on every notebook, papermill runs
 	$(BIN)/pytest -n 2 --dist loadscope tests notebooks $(PYTEST_NOTEBOOKS)
