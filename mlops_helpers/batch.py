@@ -159,7 +159,9 @@ def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -
     status = "failed" if error else "ok"
     if not notebook and item.kind == "notebook" and (folder / Path(item.target).name).is_file():
         notebook = Path(item.target).name  # kept as papermill left it, with the failing cell
-    report = _render_html(folder / notebook) if notebook and (folder / notebook).is_file() else ""
+    report = (
+        runner.render_html(folder / notebook) if notebook and (folder / notebook).is_file() else ""
+    )
     result = ItemResult(
         item.key, status, time.perf_counter() - start, item.parameters, notebook, report,
         error, attempts,
@@ -186,15 +188,6 @@ def _execute(item: Item, folder: Path) -> str:
     if failed:
         raise RuntimeError(f"step {failed[0].step}: {failed[0].error}")
     return results[-1].output
-
-
-def _render_html(notebook: Path) -> str:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(str(notebook))
-    target = notebook.with_suffix(".html")
-    target.write_text(body)
-    return target.name
 
 
 def cluster_client(scheduler: str | None = None, n_workers: int | None = None):

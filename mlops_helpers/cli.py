@@ -51,6 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}", flush=True)
     results = runner.run_workbook(notebooks, plan, run_dir, progress=not args.no_progress)
     print(runner.summary_table(results))
+    if not args.no_report:
+        print(f"report: {runner.write_report(results, run_dir)}")
     failed = [r for r in results if r.status == "failed"]
     if failed:
         r = failed[0]
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of NAME: VALUE parameters (-p wins over -f)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-report", action="store_true", help="skip the HTML report (index.html) of the run"
+    )
     run.set_defaults(func=cmd_run)
     params = sub.add_parser("params", help="list a notebook's parameters")
     params.add_argument("notebook", help="e.g. 03 or 03_automated_etl")

@@ -213,6 +213,41 @@ def summary_table(results: list[NotebookResult]) -> str:
     return "\n".join(lines)
 
 
+def render_html(notebook: Path) -> str:
+    """Render an executed notebook to HTML beside it; return the HTML file's name."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    target = notebook.with_suffix(".html")
+    target.write_text(body)
+    return target.name
+
+
+def write_report(results: list[NotebookResult], run_dir: Path) -> Path:
+    """Render each executed notebook to HTML and write ``index.html`` linking them."""
+    import html
+
+    rows = []
+    for r in results:
+        link = ""
+        if r.output is not None and r.output.is_file():
+            link = f'<a href="{html.escape(render_html(r.output))}">{html.escape(r.notebook)}</a>'
+        rows.append(
+            f"<tr class={r.status}><td>{link or html.escape(r.notebook)}</td><td>{r.status}</td>"
+            f"<td>{r.seconds:.1f}</td><td>{html.escape(r.error)}</td></tr>"
+        )
+    index = run_dir / "index.html"
+    index.write_text(
+        f"<!doctype html><meta charset=utf-8><title>workbook run {run_dir.name}</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
+        f".failed{{background:#fdd}}</style><h1>workbook run {html.escape(run_dir.name)}</h1>"
+        "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>error</th></tr>"
+        + "".join(rows)
+        + "</table>\n"
+    )
+    return index
+
+
 def refresh_notebook(path: Path, timeout: int = 600) -> None:
     """Re-execute a committed notebook in place, in a fresh empty workspace, with no timing
     metadata, so its stored outputs are exactly what nbval will compare against."""

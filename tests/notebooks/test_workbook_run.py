@@ -31,6 +31,9 @@ def test_whole_workbook_runs_headless_into_a_new_run_folder(tmp_path):
     executed = nbformat.read(run_dir / f"{stems[0]}.ipynb", as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert f"executed copies in {run_dir}" in done.stdout
+    index = (run_dir / "index.html").read_text()
+    for stem in stems:
+        assert f'href="{stem}.html"' in index and (run_dir / f"{stem}.html").is_file()
 
 
 def test_a_failing_notebook_names_itself_and_its_cell_and_exits_1(tmp_path):
