@@ -24,11 +24,11 @@ from mlops_helpers import runner
 from mlops_helpers.config import HOME_ENV, ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
 from mlops_helpers.processes import HOST
-from mlops_helpers.specs import SpecError, clean, file_value, load_yaml, where
+from mlops_helpers.specs import SpecError, clean, file_value, load_spec, where
 
 RESULT = "result.json"
 PORT_RACE = "Address already in use"
-GRID_KEYS = {"name", "notebook", "pipeline", "parameters", "grid", "__line__"}
+GRID_KEYS = {"name", "notebook", "pipeline", "parameters", "grid"}
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,7 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
     from mlops_helpers import pipeline as pipelines
 
     path = Path(path)
-    spec = load_yaml(path)
-    for key in set(spec) - GRID_KEYS:
-        raise SpecError(
-            f"{where(path, spec)}: unknown key {key!r}; use {sorted(GRID_KEYS - {'__line__'})}"
-        )
+    spec = load_spec(path, GRID_KEYS)
     if ("notebook" in spec) == ("pipeline" in spec):
         raise SpecError(f"{where(path, spec)}: name exactly one of `notebook` or `pipeline`")
     fixed = spec.get("parameters") or {}

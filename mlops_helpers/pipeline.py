@@ -22,11 +22,11 @@ from typing import Any
 from mlops_helpers import runner
 from mlops_helpers.config import ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
-from mlops_helpers.specs import SpecError, clean, file_value, load_yaml, where
+from mlops_helpers.specs import SpecError, clean, file_value, load_spec, where
 
 STATE = "pipeline.json"
 STEP_KEYS = {"name", "notebook", "parameters", "after", "__line__"}
-TOP_KEYS = {"name", "description", "parameters", "steps", "__line__"}
+TOP_KEYS = {"name", "description", "parameters", "steps"}
 
 
 @dataclass
@@ -97,11 +97,7 @@ def _order(steps: list[dict], path: Path) -> list[dict]:
 def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipeline:
     """Read and check a pipeline file; ``cli_values`` (from ``-p``) override its parameters."""
     path = Path(path)
-    spec = load_yaml(path)
-    for key in set(spec) - TOP_KEYS:
-        raise SpecError(
-            f"{where(path, spec)}: unknown key {key!r}; use {sorted(TOP_KEYS - {'__line__'})}"
-        )
+    spec = load_spec(path, TOP_KEYS)
     shared = _mapping(spec.get("parameters"), path, "parameters", spec)
     raw_steps = spec.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:

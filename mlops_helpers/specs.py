@@ -45,6 +45,14 @@ def load_yaml(path: Path) -> dict:
     return data
 
 
+def load_spec(path: Path, keys: set[str]) -> dict:
+    """:func:`load_yaml`, then SpecError for any top-level key not in ``keys``."""
+    spec = load_yaml(path)
+    for key in set(spec) - keys - {LINE}:
+        raise SpecError(f"{where(path, spec)}: unknown key {key!r}; use {sorted(keys)}")
+    return spec
+
+
 def where(path: Path, node: Any) -> str:
     """``file:line`` of a mapping read by :func:`load_yaml` (``file`` alone otherwise)."""
     line = node.get(LINE) if isinstance(node, dict) else None
