@@ -24,7 +24,7 @@ from mlops_helpers import runner
 from mlops_helpers.config import HOME_ENV, ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
 from mlops_helpers.processes import HOST
-from mlops_helpers.specs import SpecError, clean, file_value, load_spec, where
+from mlops_helpers.specs import SpecError, clean, file_value, load_spec, notebook_beside, where
 
 RESULT = "result.json"
 PORT_RACE = "Address already in use"
@@ -94,10 +94,8 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
     combos = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     combos = combos or [{}]
     if "notebook" in spec:
-        given = str(spec["notebook"])
-        beside = path.parent / given  # a path to a notebook may be relative to the grid file
         try:
-            notebook = runner.find_notebook(str(beside) if beside.is_file() else given)
+            notebook = notebook_beside(path, spec["notebook"])
         except ParameterError as exc:
             raise SpecError(f"{where(path, spec)}: {exc}") from None
         specs = runner.notebook_parameters(notebook)

@@ -1,4 +1,5 @@
-"""The ``mlops-workbook`` command: run the workbook headless, list parameters, refresh notebooks."""
+"""The ``mlops-workbook`` command: run, params, refresh, deploy, serve, pipeline, batch and
+tracking-server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops_helpers.parameters import ParameterError
+from mlops_helpers.parameters import ParameterError, check_parameters
 
 
 def _load_param_file(path: str) -> dict[str, Any]:
@@ -85,20 +86,14 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deploy_inputs(args: argparse.Namespace):
-    """Check the deploy/serve arguments before anything is written."""
-    from mlops_helpers.parameters import check_parameters
-
-    check_parameters(seed=args.seed, n_rows=args.n_rows, start_day=args.eval_day)
-
-
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Gate a version, promote it, serve it, smoke-test it; roll back on failure."""
     import datetime as dt
 
     from mlops_helpers import etl, registry, serving, tracking, training
 
-    _deploy_inputs(args)
+    # the same rules as the notebooks' parameters, checked before anything is written
+    check_parameters(seed=args.seed, n_rows=args.n_rows, start_day=args.eval_day)
     tracking.configure_tracking(args.tracking_uri, experiment=args.experiment)
     version = args.version
     if args.train:

@@ -22,7 +22,7 @@ from typing import Any
 from mlops_helpers import runner
 from mlops_helpers.config import ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
-from mlops_helpers.specs import SpecError, clean, file_value, load_spec, where
+from mlops_helpers.specs import SpecError, clean, file_value, load_spec, notebook_beside, where
 
 STATE = "pipeline.json"
 STEP_KEYS = {"name", "notebook", "parameters", "after", "__line__"}
@@ -135,10 +135,8 @@ def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipel
 
 
 def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
-    given = str(raw["notebook"])
-    beside = path.parent / given  # a path to a notebook may be relative to the pipeline file
     try:
-        notebook = runner.find_notebook(str(beside) if beside.is_file() else given)
+        notebook = notebook_beside(path, raw["notebook"])
     except ParameterError as exc:
         raise SpecError(f"{where(path, raw)}: step {raw['name']!r}: {exc}") from None
     specs = runner.notebook_parameters(notebook)

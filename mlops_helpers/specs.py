@@ -78,3 +78,12 @@ def file_value(name: str, value: Any, spec, source: str) -> Any:
         return runner.typed_value(name, value, spec, source)
     except ParameterError as exc:
         raise SpecError(f"{source}: {exc}") from None
+
+
+def notebook_beside(path: Path, given: Any) -> Path:
+    """The notebook a spec file names: a path relative to the file, else a workbook notebook
+    (``03``, ``03_automated_etl``) or a path from the working directory."""
+    from mlops_helpers import runner
+
+    beside = Path(path).parent / str(given)
+    return runner.find_notebook(str(beside) if beside.is_file() else str(given))
