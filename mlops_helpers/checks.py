@@ -8,9 +8,13 @@ still succeeds.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mlops_helpers import config
 
 
 class CheckpointError(AssertionError):
@@ -34,6 +38,40 @@ def exercise(name: str, answer: Any, expected: Any, hint: str) -> bool:
         return True
     print(f"❌ Exercise {name}: not yet, got {answer!r}. Hint: {hint}")
     return False
+
+
+def solutions_dir() -> Path:
+    """The folder of worked solutions, one ``NN_name.py`` per notebook."""
+    return config.project_root() / "solutions"
+
+
+def solution(name: str, **variables: Any) -> Any:
+    """The worked answer to exercise ``name`` (e.g. ``"04.1"``), computed from ``variables``.
+
+    Solutions live outside the notebooks, in ``solutions/NN_name.py``, as one function
+    ``exercise_NN_K`` per exercise that takes the notebook values it needs by keyword. A
+    learner reveals one on purpose: open the file, or run the notebook with
+    ``show_solutions=True`` (CI does, to prove that every check accepts its solution).
+    """
+    number, _, part = name.partition(".")
+    if not (number.isdigit() and part.isdigit()):
+        raise ValueError(f"exercise name must look like '04.1', got {name!r}")
+    matches = sorted(solutions_dir().glob(f"{int(number):02d}_*.py"))
+    if not matches:
+        raise FileNotFoundError(
+            f"no solutions file for exercise {name} in {config.show_path(solutions_dir())}; "
+            f"expected solutions/{int(number):02d}_<notebook name>.py"
+        )
+    spec = importlib.util.spec_from_file_location(f"solutions_{int(number):02d}", matches[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    function = getattr(module, f"exercise_{int(number):02d}_{int(part)}", None)
+    if function is None:
+        raise LookupError(
+            f"{config.show_path(matches[0])} has no function exercise_{int(number):02d}_{int(part)} "
+            f"for exercise {name}"
+        )
+    return function(**variables)
 
 
 def _matches(answer: Any, expected: Any) -> bool:

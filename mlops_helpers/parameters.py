@@ -56,6 +56,7 @@ RULES: dict[str, Rule] = {
     "show_plots": Rule(bool, "True or False"),
     "n_workers": Rule(int, "an int from 1 to 64", lambda v: 1 <= v <= 64),
     "run_deploy": Rule(bool, "True or False"),
+    "show_solutions": Rule(bool, "True or False"),
 }
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_helpers import checks
 from mlops_helpers.checks import CheckpointError, checkpoint, exercise
 
 
@@ -93,3 +94,34 @@ def test_an_array_like_answer_with_the_right_values_is_solved(answer, capsys):
 def test_an_array_like_answer_with_wrong_values_is_not_yet(capsys):
     assert exercise("4b", np.array([1, 2, 4]), [1, 2, 3], "a hint") is False
     assert "Exercise 4b: not yet" in capsys.readouterr().out
+
+
+@pytest.fixture
+def solutions(tmp_path, monkeypatch):
+    """A solutions folder with one file, in place of the project's."""
+    folder = tmp_path / "solutions"
+    folder.mkdir()
+    (folder / "04_sample.py").write_text(
+        "def exercise_04_1(table):\n    return sorted(table)\n", encoding="utf-8"
+    )
+    monkeypatch.setattr(checks, "solutions_dir", lambda: folder)
+    return folder
+
+
+def test_solution_computes_the_answer_from_the_notebook_values(solutions):
+    assert checks.solution("04.1", table=[3, 1, 2]) == [1, 2, 3]
+
+
+def test_solution_of_an_exercise_without_a_function_names_the_missing_function(solutions):
+    with pytest.raises(LookupError, match="has no function exercise_04_2 for exercise 04.2"):
+        checks.solution("04.2", table=[])
+
+
+def test_solution_of_a_notebook_without_a_file_names_the_expected_file(solutions):
+    with pytest.raises(FileNotFoundError, match=r"expected solutions/07_<notebook name>\.py"):
+        checks.solution("07.1")
+
+
+def test_solution_rejects_a_malformed_exercise_name(solutions):
+    with pytest.raises(ValueError, match="exercise name must look like '04.1', got 'four'"):
+        checks.solution("four")
