@@ -8,7 +8,6 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet
 STAMP := $(VENV)/.installed
-LAB_STAMP := $(VENV)/.installed-lab
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg
 
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -31,14 +30,10 @@ $(STAMP): requirements/test.lock pyproject.toml
 
 install: $(STAMP) ## create .venv and install the locked dependencies and the package (idempotent)
 
-$(LAB_STAMP): $(STAMP) requirements/lab.lock
-	$(UV) -r requirements/lab.lock
-	@touch $@
-
 run: install ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
 	$(BIN)/mlops-workbook run $(ARGS)
 
-lab: $(LAB_STAMP) ## open JupyterLab on the notebooks (installs the lab extra first; LAB_ARGS=--no-browser)
+lab: install ## open JupyterLab on the notebooks (LAB_ARGS=--no-browser to open it yourself)
 	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install ## run every test: unit, integration, nbval on every notebook, papermill runs
@@ -61,9 +56,8 @@ format: install ## ruff fix and format
 notebooks: install ## re-execute the committed notebooks in place (stored outputs nbval compares)
 	$(BIN)/mlops-workbook refresh $(NB)
 
-lock: install ## re-resolve requirements/*.lock from pyproject.toml (needs the network)
-	$(BIN)/uv pip compile pyproject.toml --extra test --extra lab --python-version 3.11 --no-header --quiet -o requirements/lab.lock
-	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -c requirements/lab.lock --no-header --quiet -o requirements/test.lock
+lock: install ## re-resolve requirements/test.lock from pyproject.toml (needs the network)
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header --quiet -o requirements/test.lock
 
 bench: install ## run every benchmark and write benchmarks/RESULTS.md (about 10 minutes)
 	$(BIN)/python benchmarks/run_all.py
