@@ -1,5 +1,5 @@
-"""The ``mlops-workbook`` command: run, params, refresh, deploy, serve, pipeline, batch and
-tracking-server."""
+"""The ``mlops-workbook`` command: run, params, refresh, deploy, serve, pipeline, batch,
+tracking-server and doctor."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def _load_param_file(path: str) -> dict[str, Any]:
     return data
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int of at least 1, or a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _selected(names: list[str]) -> list[Path]:
     from mlops_helpers import runner
 
@@ -50,8 +61,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = runner.plan_parameters(notebooks, dict(args.param or []), file_values, label)
     run_dir = runner.new_run_dir()
     print(f"run folder: {run_dir}", flush=True)
-    results = runner.run_workbook(notebooks, plan, run_dir, progress=not args.no_progress)
-    print(runner.summary_table(results))
+    start = time.perf_counter()
+    results = runner.run_workbook(
+        notebooks, plan, run_dir, progress=not args.no_progress, jobs=args.jobs
+    )
+    print(runner.summary_table(results, wall=time.perf_counter() - start))
     if not args.no_report:
         print(f"report: {runner.write_report(results, run_dir)}")
     failed = [r for r in results if r.status == "failed"]
@@ -207,6 +221,18 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
         return _wait_until_interrupted(server)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check this machine for the workbook: one OK or FIX line per check; exit 1 on any FIX."""
+    from mlops_helpers import doctor
+
+    checks = doctor.run_checks()
+    for check in checks:
+        print(check.line())
+    failed = sum(not c.ok for c in checks)
+    print(f"\n{failed} of {len(checks)} checks need a fix" if failed else "\nall checks OK")
+    return 1 if failed else 0
+
+
 def _wait_until_interrupted(server) -> int:
     """Block while ``server`` runs; 0 on Ctrl-C or SIGTERM, 1 (with its log) if it dies."""
     try:
@@ -245,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="FILE",
         help="YAML file of NAME: VALUE parameters (-p wins over -f)",
+    )
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=2,
+        help="notebooks run at once (default 2: one computes while another waits on a server)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -303,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     server.set_defaults(func=cmd_tracking_server)
+    doctor = sub.add_parser(
+        "doctor",
+        help="check Python, packages, the python3 kernel, workspace, tracking store and port",
+        description="Check that this machine can run the workbook; print one line per check, "
+        "OK or FIX with the command that fixes it. Creates and migrates nothing. "
+        "Exit codes: 0 every check OK, 1 at least one needs a fix.",
+    )
+    doctor.add_argument(
+        "--tracking-uri",
+        help="check this tracking URI (default: $MLOPS_TRACKING_URI, else the workspace's sqlite store)",
+    )
+    doctor.set_defaults(func=cmd_doctor)
     for command in (run, deploy, serve, pipe, grid):
         command.add_argument(
             "--tracking-uri",

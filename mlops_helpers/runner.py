@@ -175,41 +175,64 @@ def run_workbook(
     plan: dict[Path, dict[str, Any]],
     run_dir: Path,
     progress: bool = True,
+    jobs: int = 1,
 ) -> list[NotebookResult]:
-    """Run notebooks in order into ``run_dir``; stop at the first failure (the rest are skipped)."""
+    """Run notebooks into ``run_dir``, ``jobs`` at a time, in order; results in that order.
+
+    The notebooks are independent (each makes its own data and models), so two can run
+    at once: one waits on a server or a kernel while the other computes. After a failure
+    nothing new starts; the notebooks not started are reported as skipped.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     tqdm = progress_bar()
-    results: list[NotebookResult] = []
-    failed = False
-    bar = tqdm(notebooks, desc="workbook", unit="nb", disable=not progress)
-    for nb in bar:
-        if failed:
-            results.append(NotebookResult(nb.stem, "skipped", 0.0))
-            continue
-        bar.set_postfix_str(nb.stem)
-        output = run_dir / nb.name
-        start = time.perf_counter()
-        try:
-            execute_notebook(nb, output, plan.get(nb, {}))
-            results.append(NotebookResult(nb.stem, "ok", time.perf_counter() - start, output))
-        except Exception as exc:  # noqa: BLE001 - reported per notebook, run stops
-            failed = True
-            results.append(
-                NotebookResult(
-                    nb.stem, "failed", time.perf_counter() - start, output, describe_failure(exc)
-                )
-            )
+    results: dict[Path, NotebookResult] = {}
+    bar = tqdm(total=len(notebooks), desc="workbook", unit="nb", disable=not progress)
+    queue = list(notebooks)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        running: dict = {}
+        while queue or running:
+            failed = any(r.status == "failed" for r in results.values())
+            while queue and len(running) < jobs and not failed:
+                nb = queue.pop(0)
+                running[pool.submit(_run_one, nb, run_dir / nb.name, plan.get(nb, {}))] = nb
+            if not running:
+                break
+            bar.set_postfix_str(", ".join(nb.stem for nb in running.values()))
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[running.pop(future)] = future.result()
+                bar.update(1)
     bar.close()
-    return results
+    for nb in queue:
+        results[nb] = NotebookResult(nb.stem, "skipped", 0.0)
+    return [results[nb] for nb in notebooks]
 
 
-def summary_table(results: list[NotebookResult]) -> str:
-    """A plain-text table: notebook, status, seconds (and the error of a failed one)."""
+def _run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> NotebookResult:
+    """Execute one notebook and time it; a failure is a result, not an exception."""
+    start = time.perf_counter()
+    try:
+        execute_notebook(notebook, output, parameters)
+        return NotebookResult(notebook.stem, "ok", time.perf_counter() - start, output)
+    except Exception as exc:  # noqa: BLE001 - reported per notebook, run stops
+        return NotebookResult(
+            notebook.stem, "failed", time.perf_counter() - start, output, describe_failure(exc)
+        )
+
+
+def summary_table(results: list[NotebookResult], wall: float | None = None) -> str:
+    """A plain-text table: notebook, status, seconds; the sum, and the wall clock if given."""
     width = max([len(r.notebook) for r in results] + [8])
     lines = [f"{'notebook':<{width}}  {'status':<7}  {'seconds':>7}"]
     for r in results:
         lines.append(f"{r.notebook:<{width}}  {r.status:<7}  {r.seconds:7.1f}")
     total = sum(r.seconds for r in results)
     lines.append(f"{'total':<{width}}  {'':<7}  {total:7.1f}")
+    if wall is not None:  # notebooks run side by side: the wall clock is what one waits
+        lines.append(f"{'wall clock':<{width}}  {'':<7}  {wall:7.1f}")
     return "\n".join(lines)
 
 

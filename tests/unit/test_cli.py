@@ -68,3 +68,11 @@ def test_params_lists_every_declared_parameter_with_type_default_and_help(capsys
     for spec in runner.notebook_parameters(nb).values():
         line = next(ln for ln in out.splitlines() if ln.split()[:1] == [spec.name])
         assert spec.kind in line and spec.default in line and spec.help in line
+
+
+def test_jobs_must_be_at_least_one(capsys, workspace):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--jobs", "0"])
+    assert stop.value.code == 2
+    assert "--jobs: must be a whole number of at least 1, got '0'" in capsys.readouterr().err
+    assert not workspace.exists()

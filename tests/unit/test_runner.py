@@ -119,6 +119,46 @@ def test_run_stops_at_the_failing_cell_and_skips_the_rest(tmp_path):
     assert "21_bad" in table and "failed" in table and "skipped" in table
 
 
+def test_two_jobs_run_two_notebooks_at_the_same_time(tmp_path):
+    # Each notebook waits for the other's flag file: only two at once can both finish.
+    wait_for = (
+        "import pathlib, time\n"
+        "pathlib.Path(mine).touch()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not pathlib.Path(other).exists():\n"
+        "    assert time.monotonic() < deadline, 'the other notebook never started'\n"
+        "    time.sleep(0.05)"
+    )
+    a, b = tmp_path / "a.flag", tmp_path / "b.flag"
+    first = make_notebook(
+        tmp_path / "30_a.ipynb", f"mine = {str(a)!r}\nother = {str(b)!r}", wait_for
+    )
+    second = make_notebook(
+        tmp_path / "31_b.ipynb", f"mine = {str(b)!r}\nother = {str(a)!r}", wait_for
+    )
+    out = tmp_path / "run"
+    out.mkdir()
+    results = runner.run_workbook([first, second], {}, out, progress=False, jobs=2)
+    assert [(r.notebook, r.status) for r in results] == [("30_a", "ok"), ("31_b", "ok")]
+    assert "wall clock" in runner.summary_table(results, wall=1.0)
+
+
+def test_after_a_failure_with_two_jobs_nothing_new_starts(tmp_path):
+    bad = make_notebook(tmp_path / "40_bad.ipynb", "seed: int = 1", "raise ValueError('no')")
+    slow = make_notebook(tmp_path / "41_slow.ipynb", "seed: int = 1", "import time; time.sleep(5)")
+    never = make_notebook(tmp_path / "42_never.ipynb", "seed: int = 1", "x = 1")
+    out = tmp_path / "run"
+    out.mkdir()
+    results = runner.run_workbook([bad, slow, never], {}, out, progress=False, jobs=2)
+    assert [r.status for r in results] == ["failed", "ok", "skipped"]
+    assert not (out / "42_never.ipynb").exists()
+
+
+def test_jobs_below_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
+        runner.run_workbook([], {}, tmp_path, progress=False, jobs=0)
+
+
 def test_new_run_dirs_are_distinct_and_inside_the_workspace(monkeypatch, tmp_path):
     monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path))
     first, second = runner.new_run_dir(), runner.new_run_dir()
