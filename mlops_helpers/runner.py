@@ -19,9 +19,12 @@ from mlops_helpers.config import apply_mlflow_env, ensure_workspace, notebooks_d
 from mlops_helpers.parameters import RULES, ParameterError, check_parameter, coerce_text
 
 KERNEL = "python3"
-# The kernel talks to us over loopback TCP; ipykernel 7 logs a warning about the missing
-# encryption at every start, which would bury the progress bar. Its errors still show.
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# The kernel's own log goes to its stderr, which a notebook that runs notebooks shows in a
+# cell. ipykernel 7 logs a warning about loopback TCP without encryption at every start,
+# and an error "KeyboardInterrupt caught in kernel" when jupyter_client's shutdown
+# (interrupt, then shutdown request) finds it idle on a loaded machine. Neither is about
+# the notebook: errors in cells still reach the caller through the messaging protocol.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 @dataclass(frozen=True)

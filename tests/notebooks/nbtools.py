@@ -28,3 +28,22 @@ def stderr_text(nb: nbformat.NotebookNode) -> str:
 def checkpoints_passed(nb: nbformat.NotebookNode) -> int:
     """How many checkpoints printed that they held."""
     return output_text(nb).count("✅ Checkpoint")
+
+
+def exercise_names(nb: nbformat.NotebookNode) -> set[str]:
+    """The exercises a notebook's code checks: the names passed to ``exercise("NN.K", ...``."""
+    import re
+
+    return {
+        m.group(1)
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for m in re.finditer(r'exercise\(\s*"(\d\d\.\d+)"', cell.source)
+    }
+
+
+def exercises_solved(nb: nbformat.NotebookNode) -> set[str]:
+    """The exercises whose check printed that they were solved."""
+    import re
+
+    return set(re.findall(r"✅ Exercise (\d\d\.\d+): solved", output_text(nb)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from nbtools import stderr_text
+from nbtools import exercise_names, exercises_solved, stderr_text
 
 from mlops_helpers import data, etl
 
@@ -50,7 +50,8 @@ def test_every_fault_passes_silently_into_the_output(run_notebook, fault):
 
 
 def test_another_seed_and_a_larger_size(run_notebook):
-    nb = run_notebook("01", seed=9, n_rows=20_000, fault="none")
+    nb = run_notebook("01", seed=9, n_rows=20_000, fault="none", show_solutions=True)
+    assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
     ds = etl.dataset(9, 20_000, "2026-01-05", 3, "none")
     written = pd.read_csv(run_notebook.workspace / "manual_etl" / ds.root.name / "viewability.csv")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbtools import checkpoints_passed, output_text, stderr_text
+from nbtools import checkpoints_passed, exercise_names, exercises_solved, output_text, stderr_text
 from papermill.exceptions import PapermillExecutionError
 
 from mlops_helpers import config
@@ -27,7 +27,8 @@ STEPS = [
 
 
 def test_another_seed_and_a_larger_size(run_notebook):
-    nb = run_notebook("02", seed=11, n_rows=6_000, n_days=2)
+    nb = run_notebook("02", seed=11, n_rows=6_000, n_days=2, show_solutions=True)
+    assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
     committed = nbformat.read(COMMITTED, as_version=4)
     assert checkpoints_passed(nb) == checkpoints_passed(committed) >= 8

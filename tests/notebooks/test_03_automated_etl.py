@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nbtools import stderr_text
+from nbtools import exercise_names, exercises_solved, stderr_text
 from papermill.exceptions import PapermillExecutionError
 
 from mlops_helpers import data, etl
@@ -40,7 +40,8 @@ def test_every_fault_is_caught_and_the_invariant_holds(run_notebook, fault):
 
 
 def test_larger_day_and_other_seed(run_notebook):
-    nb = run_notebook("03", seed=11, n_rows=20_000, fault="none")
+    nb = run_notebook("03", seed=11, n_rows=20_000, fault="none", show_solutions=True)
+    assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
     ds = etl.dataset(11, 20_000, "2026-01-05", 3, "none")
     manifests = [etl.read_manifest(ds.out, d) for d in ds.days]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nbtools import stderr_text
+from nbtools import exercise_names, exercises_solved, stderr_text
 from papermill.exceptions import PapermillExecutionError
 
 from mlops_helpers import tracking
@@ -17,7 +17,8 @@ def _runs(experiment):
 
 
 def test_other_seed_and_size_gives_two_identical_tracked_runs(run_notebook):
-    nb = run_notebook("04", seed=7, n_rows=5_000, experiment="pm_test")
+    nb = run_notebook("04", seed=7, n_rows=5_000, experiment="pm_test", show_solutions=True)
+    assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
     runs = _runs("pm_test")
     same = runs[runs["params.seed"] == "7"]

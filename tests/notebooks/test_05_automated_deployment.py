@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbtools import checkpoints_passed, stderr_text
+from nbtools import checkpoints_passed, exercise_names, exercises_solved, stderr_text
 
 from mlops_helpers import registry, runner, tracking
 
@@ -33,7 +33,8 @@ def _serving_processes(workspace: Path) -> list[str]:
 
 
 def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
-    nb = run_notebook("05", seed=7, model_name=MODEL)
+    nb = run_notebook("05", seed=7, model_name=MODEL, show_solutions=True)
+    assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
     committed = nbformat.read(runner.find_notebook("05"), as_version=4)
     assert checkpoints_passed(nb) == checkpoints_passed(committed) > 0

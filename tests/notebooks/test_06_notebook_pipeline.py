@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from nbtools import checkpoints_passed, output_text, stderr_text
+from nbtools import checkpoints_passed, exercise_names, exercises_solved, output_text, stderr_text
 
 from mlops_helpers import tracking
 
@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_other_seed_runs_pipeline_and_backfill_and_tracks_each_step(run_notebook):
-    nb = run_notebook("06", seed=7, n_days=2, start_day="2026-02-10")
+    nb = run_notebook("06", seed=7, n_days=2, start_day="2026-02-10", show_solutions=True)
+    assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
 
     assert stderr_text(nb) == ""
     assert checkpoints_passed(nb) == 5

@@ -37,3 +37,26 @@ def test_checker_flags_a_dirty_notebook(tmp_path):
     found = "\n".join(check_notebooks.problems(dirty))
     for expected in ("kernelspec", "parameters", "H1", "top to bottom", "KeyError", "/home/me"):
         assert expected in found
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_exercise_has_a_worked_solution_and_a_switch_to_reveal_it(notebook):
+    import ast
+
+    import nbformat
+    from nbtools import exercise_names
+
+    nb = nbformat.read(notebook, as_version=4)
+    names = exercise_names(nb)
+    assert names, f"{notebook.name} has no exercise checked with checks.exercise"
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert "show_solutions: bool = False" in params.source
+    solutions = ROOT / "solutions" / f"{notebook.stem}.py"
+    assert solutions.is_file(), f"missing {solutions.relative_to(ROOT)}"
+    defined = {
+        node.name
+        for node in ast.parse(solutions.read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    wanted = {"exercise_" + n.replace(".", "_") for n in names}
+    assert wanted <= defined, f"{solutions.name} lacks {sorted(wanted - defined)}"

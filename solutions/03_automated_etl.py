@@ -1,0 +1,11 @@
+"""Worked solutions for notebook 03. Try each exercise yourself first."""
+
+
+def exercise_03_1(outcomes: list[dict]) -> set[str]:
+    """Faults that break the extract's shape fail the whole day closed: outcome 'blocked'."""
+    return {o["fault"] for o in outcomes if o["outcome"] == "blocked"}
+
+
+def exercise_03_2(quarantined) -> int:
+    """Every quarantined row is one row of the quarantine table, whatever its reason."""
+    return len(quarantined)
