@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -120,7 +122,9 @@ def transform_day(
     reference = placements.set_index("placement_id").reindex(ids)
     for column in ("site_category", "ad_format", "position"):
         joined[column] = reference[column].to_numpy()[codes]
-    joined["viewable"] = joined["impression_id"].map(labels.set_index("impression_id")["viewable"])
+    joined["viewable"] = _lookup(
+        joined["impression_id"], labels["impression_id"], labels["viewable"]
+    )
     unlabelled = joined["viewable"].isna()
     quarantine = pd.concat(
         [
@@ -141,6 +145,19 @@ def transform_day(
             quarantine,
         )
     return Transformed(table, quarantine.reset_index(drop=True))
+
+
+def _lookup(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Series:
+    """``values`` at the position of each key in ``index`` (unique), NaN where it is absent.
+
+    Arrow's hash lookup (``index_in``); ``Series.map`` on 1M string keys costs about four
+    times as long, measured in benchmarks/etl_throughput.py.
+    """
+    where = pc.index_in(pa.array(keys), value_set=pa.array(index))
+    found = where.is_valid().to_numpy(zero_copy_only=False)
+    picked = np.full(len(keys), np.nan)
+    picked[found] = values.to_numpy(dtype=float)[where.drop_null().to_numpy()]
+    return pd.Series(picked, index=keys.index)
 
 
 def add_features(df: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +190,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     table = pa.Table.from_pandas(df, preserve_index=False)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="snappy"))
 
 
 def load_day(
