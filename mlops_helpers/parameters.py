@@ -40,6 +40,7 @@ RULES: dict[str, Rule] = {
     "seed": Rule(int, "an int from 0 to 4294967295", lambda v: 0 <= v <= 2**32 - 1),
     "n_rows": Rule(int, "an int from 1 to 5000000", lambda v: 1 <= v <= 5_000_000),
     "n_days": Rule(int, "an int from 1 to 366", lambda v: 1 <= v <= 366),
+    "n_new_days": Rule(int, "an int from 1 to 60", lambda v: 1 <= v <= 60),
     "start_day": Rule(str, "a date written YYYY-MM-DD", _iso_day),
     "fault": Rule(str, f"one of {', '.join(('none', *FAULTS))}", lambda v: v in ("none", *FAULTS)),
     "max_quarantine_fraction": Rule(float, "a float from 0.0 to 1.0", lambda v: 0.0 <= v <= 1.0),
@@ -57,6 +58,11 @@ RULES: dict[str, Rule] = {
     "n_workers": Rule(int, "an int from 1 to 64", lambda v: 1 <= v <= 64),
     "run_deploy": Rule(bool, "True or False"),
     "show_solutions": Rule(bool, "True or False"),
+    "run_name": Rule(
+        str,
+        "a folder name of letters, digits, '-' and '_'",
+        lambda v: re.fullmatch(r"[A-Za-z0-9_-]+", v) is not None,
+    ),
 }
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_helpers import etl, monitoring
+from mlops_helpers import etl, monitoring, training
+from mlops_helpers.parameters import ParameterError
 from mlops_helpers.training import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 
@@ -71,3 +72,100 @@ def test_missing_columns_and_empty_data_are_clear_errors(reference):
         monitoring.drift_report(reference, reference.drop(columns=["scroll_depth"]))
     with pytest.raises(ValueError, match="needs rows on both sides"):
         monitoring.drift_report(reference, reference.iloc[0:0])
+
+
+def test_small_samples_give_no_stderr_warning(recwarn):
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({c: rng.integers(0, 5, 300) for c in NUMERIC_FEATURES}).assign(
+        **{c: "x" for c in CATEGORICAL_FEATURES}
+    )
+    monitoring.drift_report(ref, ref.iloc[:150])
+    assert [str(w.message) for w in recwarn] == []
+
+
+@pytest.fixture(scope="module")
+def new_days(reference):
+    """Three days arriving after the reference (same seed, same workspace): no drift, some, more."""
+    return {
+        day: etl.build_training_table(42, 3000, day, 1, drift=drift)
+        for day, drift in (("2026-01-08", 0.0), ("2026-01-09", 0.75), ("2026-01-10", 1.0))
+    }
+
+
+def test_daily_drift_stacks_one_report_per_day(reference, new_days):
+    daily = monitoring.daily_drift(reference, new_days)
+    assert daily.index.names == ["day", "feature"]
+    assert list(daily.index.unique("day")) == list(new_days)
+    for day, table in new_days.items():
+        pd.testing.assert_frame_equal(
+            daily.loc[day], monitoring.drift_report(reference, table), check_names=False
+        )
+    with pytest.raises(ValueError, match="no days to monitor"):
+        monitoring.daily_drift(reference, {})
+
+
+def test_psi_grows_day_by_day_with_the_drift(reference, new_days):
+    summary = monitoring.daily_summary(monitoring.daily_drift(reference, new_days))
+    assert list(summary.columns) == ["max_psi", "worst_feature", "drifted", "retrain"]
+    assert summary["max_psi"].is_monotonic_increasing
+    assert summary["retrain"].tolist() == [False, True, True]
+    assert summary.loc["2026-01-08", "drifted"] == "-"
+    assert summary.loc["2026-01-10", "worst_feature"] == "scroll_depth"
+
+
+def test_a_window_triggers_when_any_day_drifted(reference, new_days):
+    daily = monitoring.daily_drift(reference, new_days)
+    trigger = monitoring.retrain_trigger(daily)
+    assert trigger.retrain and trigger.max_psi == daily["psi"].max()
+    assert set(trigger.drifted) == set(daily.index[daily["drifted"]].get_level_values("feature"))
+    calm = monitoring.daily_drift(reference, {"2026-01-08": new_days["2026-01-08"]})
+    assert not monitoring.retrain_trigger(calm).retrain
+
+
+def test_a_window_names_each_drifted_feature_once_in_the_order_it_drifted():
+    daily = pd.DataFrame(
+        {
+            "day": ["d1", "d1", "d2", "d2", "d3", "d3"],
+            "feature": ["a", "b", "a", "b", "a", "b"],
+            "psi": [0.01, 0.02, 0.05, 0.3, 0.4, 0.5],
+        }
+    ).set_index(["day", "feature"])
+    daily["drifted"] = daily["psi"] > 0.2
+    trigger = monitoring.retrain_trigger(daily)
+    assert trigger == monitoring.Trigger(True, ("b", "a"), 0.5)
+    assert trigger.reason() == "drift in b, a (max PSI 0.500)"
+
+
+def test_daily_quality_scores_the_model_on_each_labelled_day(reference, new_days):
+    model = training.fit_and_evaluate(reference, 42).model
+    quality = monitoring.daily_quality(model, new_days)
+    assert list(quality.index) == list(new_days)
+    assert quality.loc["2026-01-09"].to_dict() == training.evaluate(model, new_days["2026-01-09"])
+    # the label relation drifts too: the model trained before the drift fits drifted days worse
+    assert quality.loc["2026-01-10", "log_loss"] > quality.loc["2026-01-08", "log_loss"]
+
+
+def test_no_trigger_retrains_nothing_and_touches_no_store(monkeypatch, reference):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the retraining job did work without a trigger")
+
+    for module, name in (
+        (monitoring, "fit_and_evaluate"),
+        (monitoring.tracking, "log_training"),
+        (monitoring.registry, "register"),
+        (monitoring.registry, "gate"),
+        (monitoring.registry, "promote"),
+    ):
+        monkeypatch.setattr(module, name, forbidden)
+    calm = monitoring.Trigger(False, (), 0.01)
+    job = monitoring.retrain_if_triggered(calm, reference, reference, "m", 42)
+    assert not job.retrained and job.version is None and job.gate is None and not job.promoted
+    assert job.summary() == "nothing retrained: no feature drifted (max PSI 0.010)"
+
+
+def test_days_too_small_to_monitor_are_refused():
+    assert monitoring.check_rows_per_day(monitoring.MIN_ROWS_PER_DAY) == monitoring.MIN_ROWS_PER_DAY
+    with pytest.raises(
+        ParameterError, match="n_rows must be at least 500 to monitor drift, got 100"
+    ):
+        monitoring.check_rows_per_day(100)
