@@ -1,7 +1,8 @@
 """The whole workbook headless (`mlops-workbook run`) against its floor.
 
-    .venv/bin/python benchmarks/workbook_run.py [--repeats 3]
+    .venv/bin/python benchmarks/workbook_run.py [--repeats 3] [--jobs 2]
 
+The workbook side is the command as a user runs it (two notebooks at a time by default).
 Floor: the same notebooks' code exported with nbconvert and run as plain Python scripts
 one after another (no kernel protocol, no papermill), plus one kernel start each. Each
 repeat uses a fresh workspace for both sides. Prints total and per-notebook medians,
@@ -23,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def workbook(home: str) -> dict[str, float]:
-    """Seconds per notebook of one `mlops-workbook run`, from its summary table."""
+def workbook(home: str, jobs: int) -> dict[str, float]:
+    """Seconds per notebook of one `mlops-workbook run --jobs N`, from its summary table."""
     env = {**os.environ, "MLOPS_WORKBOOK_HOME": home}
     start = time.perf_counter()
     done = subprocess.run(
-        [str(BIN / "mlops-workbook"), "run", "--no-progress"],
+        [str(BIN / "mlops-workbook"), "run", "--no-progress", "--jobs", str(jobs)],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     total = time.perf_counter() - start
@@ -95,14 +96,19 @@ def main() -> int:
     """Alternate workbook and floor runs; print medians and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="notebooks at once (the command's default)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scripts = export_scripts(Path(tmp))
         runs_wb, runs_fl = [], []
         for i in range(args.repeats):
-            runs_wb.append(workbook(tempfile.mkdtemp(dir=tmp, prefix=f"wb{i}-")))
+            runs_wb.append(workbook(tempfile.mkdtemp(dir=tmp, prefix=f"wb{i}-"), args.jobs))
             runs_fl.append(floor(tempfile.mkdtemp(dir=tmp, prefix=f"fl{i}-"), scripts))
-    print(f"command: {' '.join(sys.argv)}  (repeats {args.repeats})")
+    print(f"command: {' '.join(sys.argv)}  (repeats {args.repeats}, workbook --jobs {args.jobs})")
+    print("per notebook: its own seconds (with --jobs 2 two notebooks share the cores);")
+    print("total (wall): the workbook's wall clock against the floor's scripts run one by one")
     print(f"{'notebook':<28} {'workbook s':>10} {'min':>6} {'max':>6} {'floor s':>8} {'ratio':>6}")
     for name in runs_wb[0]:
         wb = [r[name] for r in runs_wb]
