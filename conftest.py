@@ -7,10 +7,11 @@ never touch the learner's ``workspace/`` and never see each other's files.
 import os
 import tempfile
 
-from mlops_helpers.config import HOME_ENV, apply_mlflow_env
+from mlops_helpers.config import HOME_ENV, apply_mlflow_env, mark_headless
 
 
 def pytest_configure(config):
-    """Point the workbook at a fresh workspace and set MLflow's quiet, offline env."""
+    """A fresh workspace, MLflow's quiet offline env, and unattended kernels."""
     os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="mlops-test-ws-")
     apply_mlflow_env()
+    mark_headless()  # nbval's kernels too: no progress bars in compared outputs

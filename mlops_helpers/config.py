@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 
 HOME_ENV = "MLOPS_WORKBOOK_HOME"
+# Set for kernels nobody watches (papermill, nbval, refresh): notebooks then skip progress
+# bars, whose text would change from run to run in the outputs nbval compares.
+HEADLESS_ENV = "MLOPS_WORKBOOK_HEADLESS"
 
 # Settings MLflow reads from the environment; they must be set before mlflow is imported.
 MLFLOW_ENV = {
@@ -59,6 +62,16 @@ def apply_mlflow_env() -> None:
         os.environ.setdefault(key, value)
     # Telemetry must be off whatever the caller had set.
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+def mark_headless() -> None:
+    """Declare that kernels started from now on run unattended (inherited by them)."""
+    os.environ[HEADLESS_ENV] = "1"
+
+
+def interactive() -> bool:
+    """True when a person runs the notebook (JupyterLab): show progress bars then."""
+    return not os.environ.get(HEADLESS_ENV)
 
 
 def show_path(path: Path) -> str:

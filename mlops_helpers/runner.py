@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_helpers.config import apply_mlflow_env, ensure_workspace, notebooks_dir
+from mlops_helpers.config import apply_mlflow_env, ensure_workspace, mark_headless, notebooks_dir
 from mlops_helpers.parameters import RULES, ParameterError, check_parameter, coerce_text
 
 KERNEL = "python3"
@@ -46,6 +46,81 @@ class NotebookResult:
     seconds: float
     output: Path | None = None
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One notebook in the curriculum: its maturity level, minutes for a learner, its point."""
+
+    title: str
+    level: str
+    minutes: int
+    shows: str
+
+
+# The map of the workbook, shown by notebook 00 and the README (a test keeps them in step).
+# Levels: Google's "MLOps: continuous delivery and automation pipelines in ML" (0 manual,
+# 1 pipeline automation and continuous training, 2 CI/CD). Minutes: reading, running and
+# the exercises at a learner's pace; a headless run takes seconds.
+CURRICULUM = {
+    "00_start_here": Chapter(
+        "Start here", "-", 10, "environment check, the data, parameters and papermill, this map"
+    ),
+    "01_manual_etl": Chapter(
+        "Manual ETL",
+        "0",
+        20,
+        "hand-run extract, clean and join; every injected fault passes silently",
+    ),
+    "02_manual_deployment": Chapter(
+        "Manual deployment",
+        "0",
+        25,
+        "train, pickle, copy, serve by hand: retrains differ, no gate, no rollback",
+    ),
+    "03_automated_etl": Chapter(
+        "Automated ETL",
+        "1",
+        30,
+        "data contracts, quarantine with reasons, atomic idempotent partitions, lineage, backfill",
+    ),
+    "04_tracked_training": Chapter(
+        "Tracked training",
+        "1",
+        20,
+        "reproducible training in MLflow: same seed, data and parameters, identical metrics",
+    ),
+    "05_automated_deployment": Chapter(
+        "Automated deployment",
+        "1-2",
+        30,
+        "registry aliases, evaluation gate, real HTTP serving, smoke test, rollback drill",
+    ),
+    "06_notebook_pipeline": Chapter(
+        "Notebook pipeline",
+        "1",
+        20,
+        "notebooks as pipeline steps under papermill; a parallel backfill on Dask",
+    ),
+    "07_monitoring_and_retraining": Chapter(
+        "Monitoring and retraining",
+        "1",
+        25,
+        "drift on new days triggers retraining; the champion changes only through the gate",
+    ),
+    "08_testing_in_ci": Chapter(
+        "Testing in CI",
+        "2",
+        25,
+        "how the workbook tests itself: nbval, papermill, data and behavioural model tests, CI",
+    ),
+    "09_proof_of_concept": Chapter(
+        "Proof of concept",
+        "-",
+        20,
+        "the business case, measured live: faults caught, time to detect and recover, steps",
+    ),
+}
 
 
 def list_notebooks() -> list[Path]:
@@ -146,6 +221,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
     import papermill
 
     apply_mlflow_env()
+    mark_headless()
     papermill.execute_notebook(
         str(notebook),
         str(output),
@@ -285,6 +361,7 @@ def refresh_notebook(path: Path, timeout: int = 600) -> None:
         previous = os.environ.get("MLOPS_WORKBOOK_HOME")
         os.environ["MLOPS_WORKBOOK_HOME"] = home
         apply_mlflow_env()
+        mark_headless()
         try:
             NotebookClient(
                 nb,

@@ -130,3 +130,11 @@ def test_show_path_never_prints_an_absolute_path(base, parts):
     assert not Path(shown).is_absolute()
     assert str(config.workspace_path()) not in shown
     assert str(config.project_root()) not in shown
+
+
+def test_kernels_nobody_watches_are_marked_headless_so_notebooks_skip_progress_bars(monkeypatch):
+    monkeypatch.delenv(config.HEADLESS_ENV, raising=False)
+    assert config.interactive(), "a learner's JupyterLab kernel shows progress bars"
+    config.mark_headless()
+    assert not config.interactive()
+    assert os.environ[config.HEADLESS_ENV] == "1", "kernels started now inherit it"
