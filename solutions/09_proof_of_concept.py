@@ -1,0 +1,30 @@
+"""Worked solutions for notebook 09_proof_of_concept (try each exercise yourself first)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def exercise_09_1(frame: pd.DataFrame) -> set[str]:
+    """The faults the automated path caught by blocking the whole day.
+
+    A contract rule about the *shape* of an extract (its exact columns, having rows at all)
+    cannot be applied row by row: if a column is renamed, no row of that day can be trusted,
+    and an empty extract has no rows to quarantine. So the pipeline blocks the whole day,
+    and its check says so ("..., day blocked"). Every other data fault breaks single rows,
+    which are quarantined with a reason while the rest of the day is published.
+    """
+    automated = frame[frame["path"] == "automated"]
+    return set(automated.loc[automated["check"].str.endswith("day blocked"), "fault"])
+
+
+def exercise_09_2(verdicts: pd.DataFrame) -> tuple[int, int]:
+    """Manual steps to recover from every fault of the matrix, (by hand, automated).
+
+    By hand, every data fault means the whole ETL checklist again (3 steps per day plus 3
+    for the run), and every model fault a retrain-and-copy (5 steps). Automated, a data
+    fault needs one command (rerun the day once the fixed extract is there), and a model
+    fault none: the gate kept the champion, or the rollback already happened. The per-fault
+    table of section 6 has both counts in its 'steps' columns; add each column up.
+    """
+    return int(verdicts["manual steps"].sum()), int(verdicts["automated steps"].sum())
