@@ -87,3 +87,15 @@ def test_generated_state_is_git_ignored():
         text=True,
     ).stdout.split()
     assert ignored == ["workspace/x", "mlflow.db", ".venv/x", "mlruns/x"]
+
+
+def test_readme_notebook_table_matches_the_curriculum():
+    from mlops_helpers.runner import CURRICULUM
+
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (\d\d) \| ([^|]+) \| ([^|]+) \| (\d+) \| ([^|]+) \|$", readme, re.M)
+    table = {
+        number: (title, level, int(minutes), shows) for number, title, level, minutes, shows in rows
+    }
+    expected = {stem[:2]: (c.title, c.level, c.minutes, c.shows) for stem, c in CURRICULUM.items()}
+    assert table == expected, "README's notebook table and runner.CURRICULUM disagree"

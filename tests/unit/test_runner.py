@@ -164,3 +164,9 @@ def test_new_run_dirs_are_distinct_and_inside_the_workspace(monkeypatch, tmp_pat
     first, second = runner.new_run_dir(), runner.new_run_dir()
     assert first != second
     assert first.parent == second.parent == tmp_path / "runs"
+
+
+def test_the_curriculum_maps_exactly_the_notebooks_of_the_workbook():
+    assert list(runner.CURRICULUM) == [p.stem for p in runner.list_notebooks()]
+    assert all(c.level in {"-", "0", "1", "1-2", "2"} for c in runner.CURRICULUM.values())
+    assert all(5 <= c.minutes <= 60 for c in runner.CURRICULUM.values())
