@@ -15,7 +15,7 @@ export MLFLOW_LOGGING_LEVEL := WARNING
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: help install run lab test test-unit test-notebooks lint format notebooks lock mlflow-server bench clean clean-workspace
+.PHONY: help install doctor run lab browser test test-unit test-notebooks test-lab lint format notebooks lock mlflow-server bench clean clean-workspace
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -30,13 +30,16 @@ $(STAMP): requirements/test.lock pyproject.toml
 
 install: $(STAMP) ## create .venv and install the locked dependencies and the package (idempotent)
 
+doctor: install ## check the set-up: Python, locked versions, kernel, workspace, tracking store, a free port
+	$(BIN)/mlops-workbook doctor
+
 run: install ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
 	$(BIN)/mlops-workbook run $(ARGS)
 
 lab: install ## open JupyterLab on the notebooks (LAB_ARGS=--no-browser to open it yourself)
 	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-test: install ## run every test: unit, integration, nbval on every notebook, papermill runs
+test: install browser ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
 	$(BIN)/pytest -n 2 --dist loadscope tests notebooks $(PYTEST_NOTEBOOKS)
 
 test-unit: install ## run the unit tests only (fast)
@@ -44,6 +47,12 @@ test-unit: install ## run the unit tests only (fast)
 
 test-notebooks: install ## run nbval on the committed notebooks only
 	$(BIN)/pytest -n 2 --dist loadscope notebooks $(PYTEST_NOTEBOOKS)
+
+browser: ## make sure a Chromium exists for the browser test (as root: apt-get install chromium; never a download)
+	@bash tools/ensure_browser.sh
+
+test-lab: install browser ## open every notebook in JupyterLab in headless Chromium, Run All, check outputs, save screenshots
+	$(BIN)/pytest -p no:xdist tests/lab -v
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check .

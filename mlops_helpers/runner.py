@@ -227,7 +227,9 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
         str(output),
         parameters=parameters,
         kernel_name=KERNEL,
-        cwd=str(notebooks_dir()),
+        # The kernel starts in the notebooks folder. Not papermill's cwd=, which chdirs the
+        # whole process: two notebooks run in threads would leave it in the wrong folder.
+        resources={"metadata": {"path": str(notebooks_dir())}},
         progress_bar=False,
         log_output=False,
         extra_arguments=KERNEL_ARGS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -138,8 +139,10 @@ def test_two_jobs_run_two_notebooks_at_the_same_time(tmp_path):
     )
     out = tmp_path / "run"
     out.mkdir()
+    cwd = os.getcwd()
     results = runner.run_workbook([first, second], {}, out, progress=False, jobs=2)
     assert [(r.notebook, r.status) for r in results] == [("30_a", "ok"), ("31_b", "ok")]
+    assert os.getcwd() == cwd, "running notebooks side by side must not move this process"
     assert "wall clock" in runner.summary_table(results, wall=1.0)
 
 

@@ -1,0 +1,74 @@
+"""Every notebook, opened in JupyterLab in a real (headless) Chromium, runs top to bottom
+with the python3 kernel: its outputs cleared, then Run > Run All Cells. No cell shows an
+error or a warning, its checkpoints and plots are rendered, and a screenshot of the whole
+notebook is kept. The same thing a learner does after ``make lab``."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from labtools import STDERR, LabRun, cell_label, run_in_lab
+
+from mlops_helpers import config
+
+NOTEBOOKS = sorted(config.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+CHECKPOINT = "✅ Checkpoint"
+
+
+def committed_key_outputs(notebook: nbformat.NotebookNode) -> tuple[int, int]:
+    """How many checkpoint messages and plots (PNG outputs) the committed notebook shows."""
+    outputs = [out for cell in notebook.cells for out in cell.get("outputs", [])]
+    checkpoints = sum(out.get("text", "").count(CHECKPOINT) for out in outputs)
+    plots = sum("image/png" in out.get("data", {}) for out in outputs)
+    return checkpoints, plots
+
+
+def problems_seen(run: LabRun, committed: nbformat.NotebookNode) -> list[str]:
+    """What a learner would see go wrong, one line each, naming the cell."""
+    problems = list(run.problems)
+    if run.kernel != "python3":
+        problems.append(f"ran with the kernel {run.kernel!r}, not python3")
+    if run.saved is None:  # timed out: run.problems names the cell
+        return problems
+    raised = False
+    for index, (cell, saved) in enumerate(zip(run.cells, run.saved.cells, strict=True), 1):
+        errors = [out for out in saved.get("outputs", []) if out.output_type == "error"]
+        problems += [f"{cell_label(index, cell)} raised {e.ename}: {e.evalue}" for e in errors]
+        raised = raised or bool(errors)
+        if not errors:  # a warning or a log line: the notebooks promise an empty stderr
+            problems += [
+                f"{cell_label(index, cell)} shows stderr: {out['text'][:200]!r}"
+                for out in cell["outputs"]
+                if out["mime"] == STDERR
+            ]
+    if raised:
+        return problems  # the cells after it did not run: their outputs are no news
+    problems += [
+        f"{cell_label(index, cell)} did not run"
+        for index, cell in enumerate(run.cells, 1)
+        if cell["code"] and cell["prompt"] == "[ ]:"
+    ]
+    shown = sum(out["text"].count(CHECKPOINT) for cell in run.cells for out in cell["outputs"])
+    images = sum(w > 0 for cell in run.cells for out in cell["outputs"] for w in out["images"])
+    checkpoints, plots = committed_key_outputs(committed)
+    if shown < max(1, checkpoints):
+        problems.append(
+            f"shows {shown} '{CHECKPOINT}' messages, the committed notebook {checkpoints}"
+        )
+    if images < plots:
+        problems.append(f"shows {images} plots, the committed notebook {plots}")
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_jupyterlab(notebook, page, lab, screenshots, run_times):
+    screenshot = screenshots / f"{notebook.stem}.png"
+    run = run_in_lab(page, lab, notebook.name, screenshot)
+    run_times[notebook.stem] = run.seconds
+    problems = problems_seen(run, nbformat.read(notebook, as_version=4))
+    assert not problems, (
+        f"{notebook.name} in JupyterLab (screenshot: {screenshot}):\n  - "
+        + "\n  - ".join(problems)
+        + f"\nJupyterLab's log ends:\n{lab.log_tail(15)}"
+    )
