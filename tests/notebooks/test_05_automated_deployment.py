@@ -3,33 +3,20 @@ checked from the workspace's MLflow store, with no scoring server left behind.""
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import nbformat
-from nbtools import checkpoints_passed, exercise_names, exercises_solved, stderr_text
+from nbtools import (
+    checkpoints_passed,
+    exercise_names,
+    exercises_solved,
+    serving_processes,
+    stderr_text,
+)
 
 from mlops_helpers import registry, runner, tracking
 
 MODEL = "pm-test-05"
-
-
-def _serving_processes(workspace: Path) -> list[str]:
-    """Processes (a scoring server or its workers) started with this workspace's tracking URI."""
-    uri = f"MLFLOW_TRACKING_URI=sqlite:///{workspace.resolve()}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended, or is not ours to read
-            continue
-        if uri in environ:
-            found.append(f"{proc.name}: {cmdline[:120]}")
-    return found
 
 
 def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
@@ -68,6 +55,6 @@ def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
 
     # stop() returns when `mlflow models serve` exits; its uvicorn worker may need a moment more.
     deadline = time.monotonic() + 15
-    while _serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
+    while serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _serving_processes(run_notebook.workspace) == [], "a scoring server was left running"
+    assert serving_processes(run_notebook.workspace) == [], "a scoring server was left running"

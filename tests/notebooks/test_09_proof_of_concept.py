@@ -4,34 +4,24 @@ faults of notebook 02 missed), the summary page holds it, and no server is left 
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
-from nbtools import checkpoints_passed, exercise_names, exercises_solved, output_text, stderr_text
+from nbtools import (
+    checkpoints_passed,
+    exercise_names,
+    exercises_solved,
+    output_text,
+    serving_processes,
+    stderr_text,
+)
 from papermill.exceptions import PapermillExecutionError
 
 from mlops_helpers import config, data, proof
 
 COMMITTED = config.notebooks_dir() / "09_proof_of_concept.ipynb"
-
-
-def _servers_of(workspace: Path) -> list[str]:
-    """Processes (a scoring server or its workers) started with this workspace's tracking URI."""
-    uri = f"MLFLOW_TRACKING_URI=sqlite:///{workspace.resolve()}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if uri in (proc / "environ").read_bytes():
-                found.append(proc.name)
-        except OSError:  # the process ended, or is not ours to read
-            continue
-    return found
 
 
 def test_other_parameters_measure_the_claims_and_write_the_page(run_notebook):
@@ -72,9 +62,9 @@ def test_other_parameters_measure_the_claims_and_write_the_page(run_notebook):
 
     # deploy stops its scoring server; its uvicorn worker may need a moment more
     deadline = time.monotonic() + 15
-    while _servers_of(run_notebook.workspace) and time.monotonic() < deadline:
+    while serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _servers_of(run_notebook.workspace) == [], "a scoring server was left running"
+    assert serving_processes(run_notebook.workspace) == [], "a scoring server was left running"
 
 
 def test_too_few_rows_are_rejected_before_anything_is_written(run_notebook):
