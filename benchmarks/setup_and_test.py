@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, str]:
-    """Wall seconds of a command, and its last output line."""
+    """Wall seconds of a command, and its pytest summary line (else its last line)."""
     start = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -29,7 +29,8 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
             f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
     lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
-    return elapsed, lines[-1] if lines else ""
+    summary = [ln for ln in lines if " passed" in ln and ln.startswith("=")]
+    return elapsed, (summary or lines or [""])[-1]
 
 
 def main() -> int:
