@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_helpers import runner
-from mlops_helpers.config import HOME_ENV, ensure_workspace, workspace_path
+from mlops_helpers.config import HOME_ENV, TRACKING_URI_ENV, ensure_workspace, workspace_path
 from mlops_helpers.parameters import ParameterError
 from mlops_helpers.processes import HOST
 from mlops_helpers.specs import SpecError, clean, file_value, load_spec, notebook_beside, where
@@ -216,7 +216,7 @@ def run_batch(
         else:
             todo.append(item)
     env = {HOME_ENV: str(workspace_path())}
-    for key in ("MLOPS_TRACKING_URI", *_mlflow_keys()):
+    for key in (TRACKING_URI_ENV, *_mlflow_keys()):
         if key in os.environ:
             env[key] = os.environ[key]
     if todo:

@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mlops-workbook``."""
     args = build_parser().parse_args(argv)
     if getattr(args, "tracking_uri", None):
-        from mlops_helpers.tracking import TRACKING_URI_ENV
+        from mlops_helpers.config import TRACKING_URI_ENV
 
         os.environ[TRACKING_URI_ENV] = args.tracking_uri
     try:

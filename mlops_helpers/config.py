@@ -14,6 +14,8 @@ HOME_ENV = "MLOPS_WORKBOOK_HOME"
 # Set for kernels nobody watches (papermill, nbval, refresh): notebooks then skip progress
 # bars, whose text would change from run to run in the outputs nbval compares.
 HEADLESS_ENV = "MLOPS_WORKBOOK_HEADLESS"
+# Set by `mlops-workbook ... --tracking-uri`, so notebook kernels use the same store.
+TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
 
 # Settings MLflow reads from the environment; they must be set before mlflow is imported.
 MLFLOW_ENV = {

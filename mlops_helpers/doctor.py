@@ -32,9 +32,6 @@ from mlops_helpers import config
 from mlops_helpers.processes import HOST, free_port
 
 KERNEL = "python3"  # the kernel papermill, nbval and the notebooks' metadata name
-# Same name as tracking.TRACKING_URI_ENV; not imported from there because importing
-# tracking loads pandas and scikit-learn (a test keeps the two equal).
-TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
 MIN_FREE_GIB = 1.0
 GIB = 1024**3
 # A kernel whose argv[0] is one of these runs the Python that starts Jupyter, not the one
@@ -293,9 +290,9 @@ def check_workspace(min_free_gib: float = MIN_FREE_GIB) -> Check:
 def tracking_uri() -> tuple[str, str]:
     """The URI the workbook will use and where it comes from; creates nothing (unlike
     tracking.default_tracking_uri, which creates the workspace)."""
-    uri = os.environ.get(TRACKING_URI_ENV, "").strip()
+    uri = os.environ.get(config.TRACKING_URI_ENV, "").strip()
     if uri:
-        return uri, TRACKING_URI_ENV
+        return uri, config.TRACKING_URI_ENV
     return f"sqlite:///{config.workspace_path() / 'mlflow.db'}", "default"
 
 
@@ -389,7 +386,7 @@ def _check_sqlite(uri: str, source: str) -> Check:
         return Check("tracking", False, f"{label}: mlflow is not installed", install_fix())
     head, known, version = schema
     default_db = source == "default"
-    elsewhere = f"point {TRACKING_URI_ENV} (or --tracking-uri) at another file"
+    elsewhere = f"point {config.TRACKING_URI_ENV} (or --tracking-uri) at another file"
     try:
         revision = sqlite_revision(db)
     except ValueError as exc:
@@ -441,7 +438,7 @@ def _check_server(uri: str, source: str, timeout: float = 3.0) -> Check:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         fix = f"start it: {make('mlflow-server' if port == 5000 else f'mlflow-server PORT={port}')}"
     else:
-        fix = f"check that the server runs and is reachable from here (or unset {TRACKING_URI_ENV})"
+        fix = f"check that the server runs and is reachable from here (or unset {config.TRACKING_URI_ENV})"
     return Check("tracking", False, f"{label}: {why}", fix)
 
 

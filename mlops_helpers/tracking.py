@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pandas as pd
 
-from mlops_helpers.config import apply_mlflow_env, ensure_workspace
+from mlops_helpers.config import TRACKING_URI_ENV, apply_mlflow_env, ensure_workspace
 from mlops_helpers.processes import (
     LoopbackServer,
     ServerProcess,
@@ -29,8 +29,6 @@ from mlops_helpers.processes import (
 )
 from mlops_helpers.training import FEATURES, TrainResult
 
-# Set by `mlops-workbook ... --tracking-uri`, so notebook kernels use the same store.
-TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 

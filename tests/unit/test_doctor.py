@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def workspace(monkeypatch, tmp_path):
     """A workspace folder that does not exist yet, and no tracking URI from the caller."""
     monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
-    monkeypatch.delenv(doctor.TRACKING_URI_ENV, raising=False)
+    monkeypatch.delenv(config.TRACKING_URI_ENV, raising=False)
     return tmp_path / "ws"
 
 
@@ -189,7 +189,7 @@ def test_workspace_fix_when_the_disk_is_nearly_full(workspace, monkeypatch):
 def test_tracking_uri_is_the_one_tracking_uses_without_creating_the_workspace(workspace):
     from mlops_helpers import tracking
 
-    assert doctor.TRACKING_URI_ENV == tracking.TRACKING_URI_ENV
+    assert config.TRACKING_URI_ENV == tracking.TRACKING_URI_ENV
     uri, source = doctor.tracking_uri()
     assert source == "default" and not workspace.exists()
     assert uri == tracking.default_tracking_uri()
@@ -246,21 +246,21 @@ def test_tracking_fix_for_an_older_schema_offers_the_upgrade_too(workspace):
 def test_tracking_fix_for_a_file_that_is_not_a_store(workspace, monkeypatch, tmp_path):
     other = tmp_path / "notes.db"
     other.write_text("not sqlite at all, just text that is long enough to have a header")
-    monkeypatch.setenv(doctor.TRACKING_URI_ENV, f"sqlite:///{other}")
+    monkeypatch.setenv(config.TRACKING_URI_ENV, f"sqlite:///{other}")
     check = doctor.check_tracking()
     assert not check.ok and "cannot be read as SQLite" in check.detail
-    assert doctor.TRACKING_URI_ENV in check.fix and "rm" not in check.fix
+    assert config.TRACKING_URI_ENV in check.fix and "rm" not in check.fix
 
 
 def test_tracking_fix_for_a_relative_sqlite_uri(workspace, monkeypatch):
-    monkeypatch.setenv(doctor.TRACKING_URI_ENV, "sqlite:///mlflow.db")
+    monkeypatch.setenv(config.TRACKING_URI_ENV, "sqlite:///mlflow.db")
     check = doctor.check_tracking()
     assert not check.ok and "absolute" in check.fix
 
 
 def test_tracking_fix_when_no_server_listens(workspace, monkeypatch):
     port = free_port()
-    monkeypatch.setenv(doctor.TRACKING_URI_ENV, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(config.TRACKING_URI_ENV, f"http://127.0.0.1:{port}")
     start = time.perf_counter()
     check = doctor.check_tracking()
     assert time.perf_counter() - start < 5
@@ -282,7 +282,7 @@ def test_tracking_ok_when_the_server_answers_health(workspace, monkeypatch):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        monkeypatch.setenv(doctor.TRACKING_URI_ENV, f"http://127.0.0.1:{server.server_port}/")
+        monkeypatch.setenv(config.TRACKING_URI_ENV, f"http://127.0.0.1:{server.server_port}/")
         check = doctor.check_tracking()
     finally:
         server.shutdown()
@@ -291,7 +291,7 @@ def test_tracking_ok_when_the_server_answers_health(workspace, monkeypatch):
 
 
 def test_tracking_hides_a_password_in_the_uri(workspace, monkeypatch):
-    monkeypatch.setenv(doctor.TRACKING_URI_ENV, "postgresql://team:s3cret@db.example/mlflow")
+    monkeypatch.setenv(config.TRACKING_URI_ENV, "postgresql://team:s3cret@db.example/mlflow")
     check = doctor.check_tracking()
     assert "s3cret" not in check.line() and "team:***@" in check.detail
 
@@ -332,7 +332,7 @@ def test_a_crashing_check_is_a_fix_line_not_a_traceback(monkeypatch):
 
 def test_doctor_command_is_all_ok_here_fast_and_creates_nothing(tmp_path):
     env = {
-        k: v for k, v in os.environ.items() if k not in (doctor.TRACKING_URI_ENV, "JUPYTER_PATH")
+        k: v for k, v in os.environ.items() if k not in (config.TRACKING_URI_ENV, "JUPYTER_PATH")
     }
     env[config.HOME_ENV] = str(tmp_path / "ws")
     start = time.perf_counter()
@@ -355,7 +355,7 @@ def test_doctor_command_is_all_ok_here_fast_and_creates_nothing(tmp_path):
 def test_doctor_command_exits_1_and_says_how_to_fix(capsys, workspace, monkeypatch):
     from mlops_helpers import cli
 
-    monkeypatch.setenv(doctor.TRACKING_URI_ENV, "")  # cli.main sets it; restored after the test
+    monkeypatch.setenv(config.TRACKING_URI_ENV, "")  # cli.main sets it; restored after the test
     code = cli.main(["doctor", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
     out = capsys.readouterr().out
     assert code == 1
