@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-UV := $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet
+UV := $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --excludes requirements/excludes.txt
 STAMP := $(VENV)/.installed
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg
 
@@ -20,7 +20,7 @@ export GIT_PYTHON_REFRESH := quiet
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): requirements/test.lock pyproject.toml
+$(STAMP): requirements/test.lock requirements/excludes.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -66,7 +66,7 @@ notebooks: install ## re-execute the committed notebooks in place (stored output
 	$(BIN)/mlops-workbook refresh $(NB)
 
 lock: install ## re-resolve requirements/test.lock from pyproject.toml (needs the network)
-	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header --quiet -o requirements/test.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header --quiet --excludes requirements/excludes.txt -o requirements/test.lock
 
 bench: install ## run every benchmark and write benchmarks/RESULTS.md (about 10 minutes)
 	$(BIN)/python benchmarks/run_all.py

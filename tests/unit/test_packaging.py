@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -99,3 +100,27 @@ def test_readme_notebook_table_matches_the_curriculum():
     }
     expected = {stem[:2]: (c.title, c.level, c.minutes, c.shows) for stem, c in CURRICULUM.items()}
     assert table == expected, "README's notebook table and runner.CURRICULUM disagree"
+
+
+def _excluded() -> set[str]:
+    lines = (ROOT / "requirements/excludes.txt").read_text().splitlines()
+    return {_norm(line) for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_excluded_packages_stay_out_of_the_lock_and_the_install():
+    excluded = _excluded()
+    assert "rfc3987-syntax" in excluded
+    assert not excluded & set(_pins(ROOT / "requirements/test.lock")), "run `make lock`"
+    makefile = (ROOT / "Makefile").read_text()
+    install = re.search(r"^UV := (.*)$", makefile, re.M).group(1)
+    lock = re.search(r"^lock:.*\n\t(.*)$", makefile, re.M).group(1)
+    for command in (install, lock):
+        assert "--excludes requirements/excludes.txt" in command, command
+
+
+def test_loading_nbformat_does_not_build_the_rfc3987_grammar():
+    # Every papermill, nbclient and nbval process imports nbformat; with rfc3987-syntax
+    # installed, jsonschema builds its Lark grammar there (1.2 to 1.6 s each time).
+    probe = "import sys, nbformat; print('rfc3987_syntax' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shown.stdout.strip() == "False", shown.stderr
