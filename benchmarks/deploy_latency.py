@@ -1,11 +1,13 @@
 """Automated deploy lead time, and serving latency against in-process predict.
 
-    .venv/bin/python benchmarks/deploy_latency.py [--deploys 3] [--requests 500]
+    .venv/bin/python benchmarks/deploy_latency.py [--deploys 3] [--requests 500] [--starts 3]
 
 Lead time = gate + promote + scoring server ready + smoke test (`serving.deploy`), for
 `--deploys` passing challengers in a fresh workspace. Latency = `--requests` sequential
-single-row POSTs to the real `mlflow models serve` against `pyfunc.predict` on the same
-rows in-process. If notebook 02's checklist.json exists in the workspace (run
+single-row POSTs to MLflow's scoring server against `pyfunc.predict` on the same
+rows in-process. Server start = seconds until `/ping` answers, `--starts` times each,
+alternating, for the two launchers of `serving.ScoringServer`: `direct` (the default) and
+the `mlflow models serve --env-manager local` command itself. If notebook 02's checklist.json exists in the workspace (run
 `mlops-workbook run 02` first), the manual path's measured steps are printed beside it.
 """
 
@@ -67,6 +69,18 @@ def latencies(rows, n: int) -> tuple[list[float], list[float]]:
     return http, local
 
 
+def server_starts(n: int) -> dict[str, list[float]]:
+    """Seconds until ``/ping`` answers, ``n`` times per launcher, alternating."""
+    times: dict[str, list[float]] = {launcher: [] for launcher in serving.LAUNCHERS}
+    for _ in range(n):
+        for launcher, values in times.items():
+            server = serving.ScoringServer(f"models:/{NAME}@{registry.CHAMPION}", launcher=launcher)
+            start = time.perf_counter()
+            with server:
+                values.append(time.perf_counter() - start)
+    return times
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile."""
     return float(np.percentile(values, q))
@@ -77,6 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploys", type=int, default=3)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--starts", type=int, default=3)
     args = parser.parse_args()
     tracking.configure_tracking(experiment="bench")
     eval_frame = etl.build_training_table(42, 2000, "2026-01-08", 1)
@@ -99,6 +114,15 @@ def main() -> int:
         f"  ratio HTTP / in-process: p50 {pct(http, 50) / pct(local, 50):.1f}x, "
         f"p99 {pct(http, 99) / pct(local, 99):.1f}x"
     )
+    starts = server_starts(args.starts)
+    print(f"\nscoring server start, until /ping answers, {args.starts} each (s):")
+    for launcher, values in starts.items():
+        print(
+            f"  {launcher:<12} median {statistics.median(values):6.2f}  "
+            f"min {min(values):6.2f}  max {max(values):6.2f}"
+        )
+    direct, cli = (statistics.median(starts[k]) for k in serving.LAUNCHERS)
+    print(f"  ratio mlflow-cli / direct: {cli / direct:.2f}x")
     checklist = config.workspace_path() / "manual_deployment" / "checklist.json"
     if checklist.is_file():
         steps_manual = json.loads(checklist.read_text())

@@ -100,6 +100,12 @@ def servers_on(store):
 
 
 @pytest.fixture(scope="session")
+def scoring_servers_in():
+    """A function: the scoring-server processes (pid, command) whose workspace is a folder."""
+    return server_processes
+
+
+@pytest.fixture(scope="session")
 def pointed(store):
     """A context manager for module fixtures: point the workbook and MLflow at the store."""
     return lambda: pointed_at(store)

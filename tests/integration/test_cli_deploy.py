@@ -37,7 +37,7 @@ def test_deploy_trains_gates_serves_then_blocks_a_regressed_challenger(tmp_path,
     assert registry.current_version("viewability", registry.CHAMPION) == "1"
 
 
-def test_bad_deploy_and_serve_arguments_exit_2_with_the_fix(tmp_path):
+def test_bad_deploy_and_serve_arguments_exit_2_with_the_fix(tmp_path, scoring_servers_in):
     ws = tmp_path / "ws"
     nothing = _cli(ws, "serve", "--alias", "nowhere")
     assert nothing.returncode == 2
@@ -49,5 +49,4 @@ def test_bad_deploy_and_serve_arguments_exit_2_with_the_fix(tmp_path):
     assert (
         bad_day.returncode == 2 and "start_day must be a date written YYYY-MM-DD" in bad_day.stderr
     )
-    leftover = subprocess.run(["pgrep", "-f", f"{ws}.*models serve"], capture_output=True)
-    assert leftover.returncode == 1, "no scoring server may be left running"
+    assert not scoring_servers_in(ws), "no scoring server may be left running"

@@ -1,4 +1,5 @@
-"""serving: a real ``mlflow models serve`` over HTTP on loopback, bad requests, and faults.
+"""serving: MLflow's real scoring server over HTTP on loopback, bad requests, and faults;
+started directly (the default) and by ``mlflow models serve`` itself.
 
 One server is shared by the tests that only read from it; the fault tests start (or fail
 to start) their own, and each checks that no process is left behind.
@@ -187,6 +188,32 @@ class TestServerFaults:
                 server.predict(store.held_out.head(2))
             assert "not running" in str(err.value) and "restart it" in str(err.value)
         assert not servers_on(server.port, timeout=5)
+
+
+class TestLaunchers:
+    """``direct`` and ``mlflow-cli`` start the same server: same answers, nothing left over."""
+
+    def test_mlflow_models_serve_answers_exactly_as_the_direct_server(
+        self, served, store, servers_on
+    ):
+        direct, model = served
+        frame = store.held_out.head(50)
+        with serving.ScoringServer(direct.model_uri, launcher="mlflow-cli") as cli:
+            assert cli.model_dir is None  # the CLI downloads the model itself
+            np.testing.assert_array_equal(cli.predict(frame), direct.predict(frame))
+        assert not servers_on(cli.port, timeout=5), "`mlflow models serve` outlived stop()"
+
+    def test_the_direct_server_deletes_the_model_it_downloaded(self, champion):
+        name, _ = champion
+        with serving.ScoringServer(f"models:/{name}@champion") as server:
+            downloaded = server.model_dir
+            assert (downloaded / "model").is_dir() or any(downloaded.rglob("MLmodel"))
+        assert not downloaded.exists()
+
+    def test_an_unknown_launcher_is_refused_naming_the_choices(self, champion):
+        name, _ = champion
+        with pytest.raises(ValueError, match="'docker' is not one of direct, mlflow-cli"):
+            serving.ScoringServer(f"models:/{name}@champion", launcher="docker")
 
 
 class DroppingHandler(http.server.BaseHTTPRequestHandler):

@@ -53,7 +53,7 @@ def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
     assert broken["gate.decision"] == "passed"
     assert client.get_run(broken["gate.run_id"]).data.tags["decision"] == "passed"
 
-    # stop() returns when `mlflow models serve` exits; its uvicorn worker may need a moment more.
+    # stop() returns when the server process exits; its uvicorn worker may need a moment more.
     deadline = time.monotonic() + 15
     while serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
         time.sleep(0.2)
