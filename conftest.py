@@ -5,13 +5,51 @@ never touch the learner's ``workspace/`` and never see each other's files.
 """
 
 import os
+import shutil
 import tempfile
 
-from mlops_helpers.config import HOME_ENV, apply_mlflow_env, mark_headless
+import pytest
+
+from mlops_helpers.config import HOME_ENV, STORE_TEMPLATE_ENV, apply_mlflow_env, mark_headless
+
+TEMPLATE_FOLDER = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
-    """A fresh workspace, MLflow's quiet offline env, and unattended kernels."""
+    """A fresh workspace, MLflow's quiet offline env, unattended kernels, and one MLflow
+    store template for the session (xdist workers inherit the controller's)."""
     os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="mlops-test-ws-")
+    if STORE_TEMPLATE_ENV not in os.environ:  # new stores: a copy, not 1.5 s of migrations
+        folder = tempfile.mkdtemp(prefix="mlops-test-store-template-")
+        os.environ[STORE_TEMPLATE_ENV] = os.path.join(folder, "mlflow.db")
+        config.stash[TEMPLATE_FOLDER] = folder
     apply_mlflow_env()
     mark_headless()  # nbval's kernels too: no progress bars in compared outputs
+
+
+def pytest_unconfigure(config):
+    """The process that made the store template deletes it."""
+    folder = config.stash.get(TEMPLATE_FOLDER, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(STORE_TEMPLATE_ENV, None)
+
+
+# Longest work first, so that under `pytest -n 2 --dist loadscope --no-loadscope-reorder`
+# (make test) the browser test, one scope of about four minutes, starts at once on one
+# worker while the other worker takes everything else, instead of starting halfway
+# through and running alone at the end. Within a scope the order is unchanged.
+LONGEST_FIRST = ("tests/lab/", "notebooks/", "tests/integration/", "tests/notebooks/")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the items by LONGEST_FIRST (a stable sort: nbval cells keep their order)."""
+
+    def rank(item) -> int:
+        path = item.nodeid.replace("\\", "/")
+        return next(
+            (i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)),
+            len(LONGEST_FIRST),
+        )
+
+    items.sort(key=rank)

@@ -16,6 +16,9 @@ HOME_ENV = "MLOPS_WORKBOOK_HOME"
 HEADLESS_ENV = "MLOPS_WORKBOOK_HEADLESS"
 # Set by `mlops-workbook ... --tracking-uri`, so notebook kernels use the same store.
 TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
+# Set by the test suite only: a path where the first new sqlite store is kept, empty and
+# migrated, so that later new stores are copies (0.05 s) instead of migrations (1.5 s).
+STORE_TEMPLATE_ENV = "MLOPS_WORKBOOK_STORE_TEMPLATE"
 
 # Settings MLflow reads from the environment; they must be set before mlflow is imported.
 MLFLOW_ENV = {

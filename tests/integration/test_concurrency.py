@@ -29,6 +29,7 @@ def _init(home: str, barrier) -> None:
     """Each process: the test's workspace, and a barrier so all eight write at once."""
     global _start
     os.environ[config.HOME_ENV] = home
+    os.environ.pop(config.STORE_TEMPLATE_ENV, None)  # the real migrations, raced: no template
     _start = barrier
 
 

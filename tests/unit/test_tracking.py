@@ -111,6 +111,45 @@ def test_an_explicit_absolute_uri_is_used(tracked, tmp_path, monkeypatch):
     )
 
 
+def _experiments(uri: str) -> dict[str, str]:
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    return {e.name: e.artifact_location for e in client.search_experiments()}
+
+
+def test_a_store_template_is_kept_empty_then_copied_into_new_workspaces(
+    tracked, tmp_path, monkeypatch
+):
+    template = tmp_path / "template" / "mlflow.db"
+    monkeypatch.setenv(config.STORE_TEMPLATE_ENV, str(template))
+    first, second = tmp_path / "ws1", tmp_path / "ws2"
+    monkeypatch.setenv(config.HOME_ENV, str(first))
+    tracking.configure_tracking(experiment="one")
+    assert template.is_file(), "the first new store is kept as the template"
+    assert _experiments(f"sqlite:///{template}").keys() == {"Default"}, "kept before any write"
+
+    monkeypatch.setenv(config.HOME_ENV, str(second))
+    uri = tracking.configure_tracking(experiment="two")
+    with mlflow.start_run(run_name="in the copy") as run:
+        mlflow.log_metric("m", 1.0)
+    experiments = _experiments(uri)
+    assert experiments.keys() == {"Default", "two"}, "nothing of the first workspace came along"
+    assert file_uri_path(experiments["two"]) == second.resolve() / "artifacts" / "two"
+    assert mlflow.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert _experiments(f"sqlite:///{first / 'mlflow.db'}").keys() == {"Default", "one"}
+
+
+def test_without_the_template_variable_no_template_is_written(tracked, tmp_path, monkeypatch):
+    monkeypatch.delenv(config.STORE_TEMPLATE_ENV, raising=False)
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    tracking.configure_tracking(experiment="plain")
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == [
+        "artifacts",
+        "mlflow.db",
+        "mlflow.db.lock",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
+
+
 def test_configuring_again_keeps_the_experiment(tracked):
     before = mlflow.MlflowClient().get_experiment_by_name("workbook").experiment_id
     with pytest.MonkeyPatch.context() as mp:
