@@ -40,7 +40,7 @@ lab: install ## open JupyterLab on the notebooks (LAB_ARGS=--no-browser to open 
 	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
-	$(BIN)/pytest -n 2 --dist loadscope tests notebooks $(PYTEST_NOTEBOOKS)
+	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder tests notebooks $(PYTEST_NOTEBOOKS)
 
 test-unit: install ## run the unit tests only (fast)
 	$(BIN)/pytest -n 2 tests/unit

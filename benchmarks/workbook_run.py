@@ -6,13 +6,16 @@ The workbook side is the command as a user runs it (two notebooks at a time by d
 Floor: the same notebooks' code exported with nbconvert and run as plain Python scripts
 one after another (no kernel protocol, no papermill), plus one kernel start each. Each
 repeat uses a fresh workspace for both sides. Prints total and per-notebook medians,
-min, max, and the ratio workbook / floor.
+min, max, and the ratio workbook / floor; and the workbook's CPU time (user + system, of
+every process it started), which divided by the cores is the least wall time any schedule
+of the same work can reach.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,7 @@ BIN = Path(sys.executable).parent
 def workbook(home: str, jobs: int) -> dict[str, float]:
     """Seconds per notebook of one `mlops-workbook run --jobs N`, from its summary table."""
     env = {**os.environ, "MLOPS_WORKBOOK_HOME": home}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "mlops-workbook"), "run", "--no-progress", "--jobs", str(jobs)],
@@ -39,6 +43,8 @@ def workbook(home: str, jobs: int) -> dict[str, float]:
         if len(parts) == 3 and parts[1] == "ok":
             seconds[parts[0]] = float(parts[2])
     seconds["total (wall)"] = total
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return seconds
 
 
@@ -110,11 +116,18 @@ def main() -> int:
     print("per notebook: its own seconds (with --jobs 2 two notebooks share the cores);")
     print("total (wall): the workbook's wall clock against the floor's scripts run one by one")
     print(f"{'notebook':<28} {'workbook s':>10} {'min':>6} {'max':>6} {'floor s':>8} {'ratio':>6}")
+    cpu = [r.pop("cpu") for r in runs_wb]
     for name in runs_wb[0]:
         wb = [r[name] for r in runs_wb]
         fl = [r.get(name, float("nan")) for r in runs_fl]
         mw, mf = statistics.median(wb), statistics.median(fl)
         print(f"{name:<28} {mw:10.1f} {min(wb):6.1f} {max(wb):6.1f} {mf:8.1f} {mw / mf:6.2f}")
+    cores = os.cpu_count() or 1
+    print(
+        f"workbook CPU time (user + system, all its processes): median {statistics.median(cpu):.1f}"
+        f" s (min {min(cpu):.1f}, max {max(cpu):.1f}); on {cores} cores no schedule of this work"
+        f" finishes in less than {statistics.median(cpu) / cores:.1f} s"
+    )
     return 0
 
 
