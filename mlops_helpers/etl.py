@@ -3,6 +3,11 @@
 Publishing is atomic and idempotent: every file is written to a temporary name and
 renamed into place, the day's manifest is written last (a partition without a manifest
 is not published), and rerunning a day yields byte-identical files and fingerprints.
+
+Speed (issue 7; ``benchmarks/etl_throughput.py --breakdown`` prints where the time
+goes at 1M rows): the labels are joined by one sort that also gives the published row
+order (``sort_merge_join``); a second thread checks and joins the labels while pandera
+checks the impressions, and hashes the raw files while the parquet file is written.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from mlops_helpers.validation import (
     QuarantineThresholdError,
     check_impressions,
     check_labels,
+    sort_order,
 )
 
 PIPELINE_VERSION = "1"
@@ -48,6 +55,8 @@ OUTPUT_COLUMNS = (
     "time_on_page_s",
     "viewable",
 )
+
+_PLACEMENT_COLUMNS = ("site_category", "ad_format", "position")  # from the placements table
 
 
 @dataclass(frozen=True)
@@ -113,32 +122,33 @@ def transform_day(
     raw: RawDay, placements: pd.DataFrame, max_quarantine_fraction: float = 0.1
 ) -> Transformed:
     """Validate, clean, join and add features; fail closed over the quarantine threshold."""
-    labels = check_labels(raw.labels, raw.day)
-    checked = check_impressions(raw.impressions, raw.day, list(placements["placement_id"]))
-    # Lookups instead of merges: the contracts already guarantee unique keys and known
-    # placements, and a map is several times faster than a merge on 1M string keys.
-    joined = checked.valid.copy()
-    codes, ids = pd.factorize(joined["placement_id"])
-    reference = placements.set_index("placement_id").reindex(ids)
-    for column in ("site_category", "ad_format", "position"):
-        joined[column] = reference[column].to_numpy()[codes]
-    joined["viewable"] = _lookup(
-        joined["impression_id"], labels["impression_id"], labels["viewable"]
-    )
-    unlabelled = joined["viewable"].isna()
+    impressions = raw.impressions
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The labels side runs on a second thread while pandera checks the impressions
+        # (arrow and numpy sort without the GIL): about 0.3 s instead of 0.45 s at 1M rows.
+        labels_checked = pool.submit(check_labels, raw.labels, raw.day)
+        labelled = pool.submit(_join_labels, impressions, raw.labels)
+        try:
+            checked = check_impressions(impressions, raw.day, list(placements["placement_id"]))
+        finally:
+            labels_checked.result()  # a broken labels extract is reported first, as before
+        viewable, in_id_order = labelled.result()
+    quarantined = impressions.index.isin(checked.quarantine.index)
+    unlabelled = np.flatnonzero(~quarantined & np.isnan(viewable))
     quarantine = pd.concat(
-        [
-            checked.quarantine,
-            raw.impressions.loc[checked.valid.index[unlabelled.to_numpy()]].assign(
-                reason="no viewability label"
-            ),
-        ]
+        [checked.quarantine, impressions.iloc[unlabelled].assign(reason="no viewability label")]
     ).sort_index()
-    table = add_features(joined[~unlabelled])
-    fraction = len(quarantine) / max(len(raw.impressions), 1)
+    published = ~quarantined & ~np.isnan(viewable)
+    rows = in_id_order[published[in_id_order]]  # sorted by impression_id
+    picked = impressions.iloc[rows]
+    joined = picked.assign(
+        viewable=viewable[rows], **_describe_placements(picked["placement_id"], placements)
+    )
+    table = add_features(joined)
+    fraction = len(quarantine) / max(len(impressions), 1)
     if fraction > max_quarantine_fraction:
         raise QuarantineThresholdError(
-            f"impressions {raw.day.isoformat()}: {len(quarantine)} of {len(raw.impressions)} "
+            f"impressions {raw.day.isoformat()}: {len(quarantine)} of {len(impressions)} "
             f"rows quarantined ({fraction:.1%}), over the threshold of "
             f"{max_quarantine_fraction:.1%}; nothing was published. Inspect the reasons, fix "
             "the extract, or raise max_quarantine_fraction if this is expected",
@@ -147,27 +157,69 @@ def transform_day(
     return Transformed(table, quarantine.reset_index(drop=True))
 
 
-def _lookup(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Series:
-    """``values`` at the position of each key in ``index`` (unique), NaN where it is absent.
+def _join_labels(impressions: pd.DataFrame, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``sort_merge_join`` on the id columns; read on the worker thread, so a missing
+    column is reported by the contracts (on the other thread), not as a KeyError."""
+    return sort_merge_join(
+        impressions["impression_id"], labels["impression_id"], labels["viewable"]
+    )
 
-    Arrow's hash lookup (``index_in``); ``Series.map`` on 1M string keys costs about four
-    times as long, measured in benchmarks/etl_throughput.py.
+
+def _describe_placements(placement_ids: pd.Series, placements: pd.DataFrame) -> dict:
+    """The reference columns of each placement id, taken by position from the reference.
+
+    A lookup instead of a merge: the contract already guarantees known placements, and
+    taking from the 40-row reference is much faster than a merge.
     """
-    where = pc.index_in(pa.array(keys), value_set=pa.array(index))
-    found = where.is_valid().to_numpy(zero_copy_only=False)
-    picked = np.full(len(keys), np.nan)
-    picked[found] = values.to_numpy(dtype=float)[where.drop_null().to_numpy()]
-    return pd.Series(picked, index=keys.index)
+    codes, ids = pd.factorize(placement_ids)
+    reference = placements.set_index("placement_id").reindex(ids)
+    if not len(codes):  # an empty day keeps the object columns (and parquet schema) it had
+        return {column: reference[column].to_numpy() for column in _PLACEMENT_COLUMNS}
+    return {column: reference[column].array.take(codes) for column in _PLACEMENT_COLUMNS}
+
+
+def sort_merge_join(
+    ids: pd.Series, label_ids: pd.Series, labels: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label of each of ``ids`` (NaN where none), and the positions of ``ids`` sorted.
+
+    One stable sort of both id columns puts equal ids side by side, ``ids`` first as
+    they come first; a label belongs to the ids in its run of equal ids (a null id
+    matches nothing). ``label_ids`` must be unique. The same sort gives the published
+    row order. At 1M rows this takes 0.11 to 0.17 s, where a hash lookup
+    (``pyarrow.compute.index_in``) took 0.26 s, and sorting the output 0.09 s more.
+    """
+    n = len(ids)
+    keys = pa.array(pd.concat([ids, label_ids], ignore_index=True))
+    if pa.types.is_null(keys.type):  # nothing but nulls: no id matches any label
+        keys = keys.cast(pa.large_string())
+    order = sort_order(keys)
+    ranked = keys.take(order)
+    same = pc.fill_null(pc.equal(ranked[1:], ranked[:-1]), False)
+    run = np.zeros(len(order), dtype=np.int64)  # run number of each sorted id
+    run[1:] = np.cumsum(~same.to_numpy(zero_copy_only=False))
+    is_id = order < n
+    label_of_run = np.full(len(order), np.nan)
+    label_of_run[run[~is_id]] = labels.to_numpy(dtype=float)[order[~is_id] - n]
+    found = np.empty(n)
+    found[order[is_id]] = label_of_run[run[is_id]]
+    return found, order[is_id]
 
 
 def add_features(df: pd.DataFrame) -> pd.DataFrame:
-    """Impute the optional page load time, add the hour, fix types and row order."""
-    out = df.copy()
-    out["page_load_ms"] = out["page_load_ms"].fillna(out["page_load_ms"].median()).fillna(0.0)
-    out["hour"] = out["ts"].dt.hour.astype("int64")
-    out["viewable"] = out["viewable"].astype("int64")
-    out["ts"] = out["ts"].astype("datetime64[us]")
-    return out.loc[:, list(OUTPUT_COLUMNS)].sort_values("impression_id", ignore_index=True)
+    """Impute the optional page load time, add the hour, fix types and column order.
+
+    The rows keep their order (``transform_day`` passes them sorted by impression_id).
+    ``assign`` instead of a copy with columns set one by one: at 1M rows that copy
+    merged the numeric columns into blocks, 0.2 s against 0.03 s.
+    """
+    out = df.assign(
+        page_load_ms=df["page_load_ms"].fillna(df["page_load_ms"].median()).fillna(0.0),
+        hour=df["ts"].dt.hour.astype("int64"),
+        viewable=df["viewable"].astype("int64"),
+        ts=df["ts"].astype("datetime64[us]"),
+    )
+    return out[list(OUTPUT_COLUMNS)].reset_index(drop=True)
 
 
 def partition_dir(out_root: Path, day: str | dt.date, area: str = "processed") -> Path:
@@ -197,9 +249,28 @@ def load_day(
     result: Transformed, out_root: Path, day: dt.date, inputs: dict[str, str]
 ) -> DayReport:
     """Publish a transformed day: quarantine, then data, then the manifest that commits it."""
+    return _publish(result, out_root, day, lambda: inputs)
+
+
+def _publish(
+    result: Transformed, out_root: Path, day: dt.date, inputs: Callable[[], dict[str, str]]
+) -> DayReport:
+    """``load_day``, with input fingerprints that may still be computing on another thread.
+
+    The data goes to its temporary file first (0.3 s at 1M rows) while they finish; then
+    the quarantine is published, then the data, then the manifest, as always. Should the
+    fingerprints fail, nothing is published.
+    """
     data_path = partition_dir(out_root, day) / "part.parquet"
-    _write_parquet(result.quarantine.astype({"reason": "str"}), quarantine_path(out_root, day))
-    _write_parquet(result.table, data_path)
+    table = pa.Table.from_pandas(result.table, preserve_index=False)
+    lineage: dict[str, str] = {}
+
+    def write_data(tmp: Path) -> None:
+        pq.write_table(table, tmp, compression="snappy")
+        lineage.update(inputs())
+        _write_parquet(result.quarantine.astype({"reason": "str"}), quarantine_path(out_root, day))
+
+    atomic_write(data_path, write_data)
     report = DayReport(
         day=day.isoformat(),
         status="published",
@@ -207,7 +278,7 @@ def load_day(
         rows_out=len(result.table),
         rows_quarantined=len(result.quarantine),
         fingerprint=file_sha256(data_path),
-        inputs=inputs,
+        inputs=lineage,
         reasons=result.quarantine["reason"].value_counts().sort_index().to_dict(),
     )
     manifest = json.dumps({"pipeline_version": PIPELINE_VERSION, **asdict(report)}, indent=2)
@@ -246,22 +317,29 @@ def run_day(
 ) -> DayReport:
     """Run ETL for one day; skip it when its inputs and pipeline version are unchanged."""
     day = as_day(day)
-    inputs = input_fingerprints(raw_root, day)
-    manifest = read_manifest(out_root, day)
-    if (
-        not force
-        and manifest
-        and manifest["inputs"] == inputs
-        and manifest["pipeline_version"] == PIPELINE_VERSION
-        and (partition_dir(out_root, day) / "part.parquet").is_file()
-        and file_sha256(partition_dir(out_root, day) / "part.parquet") == manifest["fingerprint"]
-    ):
+    manifest = None if force else read_manifest(out_root, day)
+    if manifest and _is_current(manifest, input_fingerprints(raw_root, day), out_root, day):
         fields = {k: v for k, v in manifest.items() if k in DayReport.__dataclass_fields__}
         return DayReport(**{**fields, "status": "unchanged"})
     result = transform_day(
         extract_day(raw_root, day), extract_placements(raw_root), max_quarantine_fraction
     )
-    return load_day(result, out_root, day, inputs)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The raw files are hashed (0.07 s at 1M rows) on another thread while the parquet
+        # writer keeps this one busy; hashlib releases the GIL.
+        inputs = pool.submit(input_fingerprints, raw_root, day)
+        return _publish(result, out_root, day, inputs.result)
+
+
+def _is_current(manifest: dict, inputs: dict[str, str], out_root: Path, day: dt.date) -> bool:
+    """True when the published day came from these inputs and this pipeline, intact."""
+    part = partition_dir(out_root, day) / "part.parquet"
+    return (
+        manifest["inputs"] == inputs
+        and manifest["pipeline_version"] == PIPELINE_VERSION
+        and part.is_file()
+        and file_sha256(part) == manifest["fingerprint"]
+    )
 
 
 def run_days(

@@ -4,15 +4,29 @@ A contract problem with the *shape* of an extract (missing, extra or retyped col
 an empty day) fails the whole day closed. A problem with *rows* (nulls, out-of-range
 values, duplicates, late rows, unknown categories, missing labels) sends those rows to
 quarantine with a reason each, and the rest goes on.
+
+Speed (1,000,000 rows, see benchmarks/etl_throughput.py --breakdown): pandera's
+built-in ``unique=True`` hashes the id column twice (``is_unique``, then ``duplicated``),
+0.4 s of the impressions contract's 0.5 s and 0.2 s of the labels contract's 0.2 s.
+The contracts are still declared with ``unique=True`` (notebook 03 shows them), but
+they are validated with that rule swapped for the same rule as a pandera check built
+on one stable sort (``duplicated``: 0.035 s, 0.003 s for ids that arrive sorted). If
+that faster contract finds a whole column wrong, the declared contract runs again, so
+every message is pandera's own. Every check still runs inside pandera.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cache, cached_property, partial
+from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from mlops_helpers.data import DEVICES, IMPRESSION_COLUMNS, LABEL_COLUMNS
@@ -34,8 +48,14 @@ class QuarantineThresholdError(ContractError):
 class Checked:
     """Rows that passed the contract, and the quarantined rows with a ``reason`` column."""
 
-    valid: pd.DataFrame
+    rows: pd.DataFrame  # every row that was checked
     quarantine: pd.DataFrame
+
+    @cached_property
+    def valid(self) -> pd.DataFrame:
+        """The rows that passed, copied out when first asked for (0.03 s at 1M rows; the
+        ETL never asks, it picks the rows it publishes directly)."""
+        return self.rows[~self.rows.index.isin(self.quarantine.index)]
 
 
 def impressions_contract(day: dt.date, placement_ids: list[str]) -> pa.DataFrameSchema:
@@ -102,6 +122,99 @@ def check_columns(df: pd.DataFrame, expected: tuple[str, ...], what: str) -> Non
         )
 
 
+def sort_order(values: pyarrow.Array | pyarrow.ChunkedArray) -> np.ndarray:
+    """The positions that sort ``values`` (as arrow's ``sort_indices``: stable, nulls last).
+
+    Ids usually all have the same length in bytes. Their bytes then form a fixed-width
+    numpy array, and numpy's stable sort (fast on nearly sorted input) orders 2M ids in
+    0.04 s, where arrow's ``sort_indices`` takes 0.12 s. Other values go to arrow.
+    """
+    if isinstance(values, pyarrow.ChunkedArray):
+        values = values.combine_chunks()
+    offset_type = {pyarrow.string(): np.int32, pyarrow.large_string(): np.int64}.get(values.type)
+    if offset_type and values.null_count == 0 and len(values):
+        lengths = pc.min_max(pc.binary_length(values))
+        width = lengths["max"].as_py()
+        if width and lengths["min"].as_py() == width:
+            first = np.frombuffer(values.buffers()[1], dtype=offset_type)[values.offset]
+            fixed = np.frombuffer(
+                values.buffers()[2], dtype=f"S{width}", count=len(values), offset=first
+            )
+            return np.argsort(fixed, kind="stable")
+    return pc.sort_indices(values).to_numpy()
+
+
+def duplicated(values: pd.Series, keep: Literal["first", "last", False] = "first") -> pd.Series:
+    """``values.duplicated(keep)`` (nulls count as equal), from one stable sort.
+
+    Equal values sit side by side once sorted, and a stable sort keeps them in row
+    order, so "same as the one before" marks every copy but the first. On 1M nearly
+    sorted string ids this takes 0.035 s, where pandas' hash-based ``duplicated``
+    takes 0.13 s; ids that arrive sorted need one comparison pass (0.003 s).
+    """
+    try:
+        array = pyarrow.array(values)
+        if array.null_count == 0 and pc.all(pc.less(array[:-1], array[1:])).as_py():
+            return pd.Series(False, index=values.index)  # strictly increasing: no copies
+        order = sort_order(array)
+        ranked = array.take(order)
+        same = pc.equal(ranked[1:], ranked[:-1])
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, pyarrow.ArrowNotImplementedError):
+        return values.duplicated(keep=keep)  # mixed or null-only values arrow cannot compare
+    both_null = pc.and_(ranked[1:].is_null(), ranked[:-1].is_null())
+    same = pc.or_(pc.fill_null(same, False), both_null).to_numpy(zero_copy_only=False)
+    repeated = np.zeros(len(values), dtype=bool)
+    if keep in ("first", False):
+        repeated[order[1:][same]] = True  # same as the one before it
+    if keep in ("last", False):
+        repeated[order[:-1][same]] = True  # same as the one after it
+    return pd.Series(repeated, index=values.index)
+
+
+def _unique_rows(values: pd.Series, keep: Literal["first", "last", False]) -> pd.Series:
+    return ~duplicated(values, keep)
+
+
+_KEEP = {"exclude_first": "first", "exclude_last": "last", "all": False}
+
+
+def fast_contract(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    """``schema`` with each ``unique=True`` swapped for the same rule as a sort-based check.
+
+    The check keeps pandera's name for the rule (``field_uniqueness``), so failure
+    cases, and the quarantine reasons made from them, are the same. Like pandera's
+    rule, it reports no null as a duplicate: nulls are the not-null rule's business.
+    """
+    for name, column in schema.columns.items():
+        if column.unique:
+            keep = _KEEP[column.report_duplicates]
+            unique = pa.Check(
+                partial(_unique_rows, keep=keep),
+                name="field_uniqueness",
+                error="field_uniqueness",
+            )
+            schema = schema.update_column(name, unique=False, checks=[*column.checks, unique])
+    return schema
+
+
+def _failure_cases(df: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame | None:
+    """Pandera's failure cases for ``df``, or None when it passes.
+
+    The fast contract runs first; its row failures are the declared contract's. A
+    whole-column failure (a retyped column, say) is left to the declared contract.
+    """
+    for contract in (fast_contract(schema), schema):
+        try:
+            contract.validate(df, lazy=True)
+            return None
+        except SchemaErrors as exc:
+            cases = exc.failure_cases
+        if cases["index"].notna().all():
+            return cases
+    return cases
+
+
+@cache
 def _reason(check: str, column: str) -> str:
     name = check.split("(")[0]
     if name in ("field_uniqueness", "late_row"):
@@ -111,40 +224,50 @@ def _reason(check: str, column: str) -> str:
 
 def quarantine_rows(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> Checked:
     """Validate ``df`` lazily; rows that fail go to quarantine with their reasons joined by '; '."""
-    try:
-        schema.validate(df, lazy=True)
-    except SchemaErrors as exc:
-        cases = exc.failure_cases
-        whole = cases[cases["index"].isna()]
-        if not whole.empty:
-            detail = "; ".join(
-                f"{c}: {chk} ({fc})"
-                for c, chk, fc in whole[["column", "check", "failure_case"]].itertuples(index=False)
-            )
-            raise ContractError(
-                f"{what}: schema changed: {detail}; fix the upstream extract "
-                "or update the contract in mlops_helpers.validation"
-            ) from None
-        rows = cases.dropna(subset=["index"])
-        reasons = (
-            pd.DataFrame(
-                {
-                    "index": rows["index"].astype("int64").to_numpy(),
-                    "reason": [
-                        _reason(str(chk), str(col))
-                        for chk, col in zip(rows["check"], rows["column"], strict=True)
-                    ],
-                }
-            )
-            .drop_duplicates()
-            .sort_values(["index", "reason"])
-            .groupby("index")["reason"]
-            .agg("; ".join)
+    cases = _failure_cases(df, schema)
+    if cases is None:
+        return Checked(df, df.iloc[0:0].assign(reason=pd.Series(dtype="str")))
+    whole = cases[cases["index"].isna()]
+    if not whole.empty:
+        detail = "; ".join(
+            f"{c}: {chk} ({fc})"
+            for c, chk, fc in whole[["column", "check", "failure_case"]].itertuples(index=False)
         )
-        bad = df.index.isin(reasons.index)
-        quarantined = df[bad].assign(reason=reasons.reindex(df.index[bad]).to_numpy())
-        return Checked(df[~bad], quarantined)
-    return Checked(df, df.iloc[0:0].assign(reason=pd.Series(dtype="str")))
+        raise ContractError(
+            f"{what}: schema changed: {detail}; fix the upstream extract "
+            "or update the contract in mlops_helpers.validation"
+        ) from None
+    rows = cases.dropna(subset=["index"])
+    pairs = (
+        pd.DataFrame(
+            {
+                "index": rows["index"].astype("int64").to_numpy(),
+                "reason": [
+                    _reason(str(chk), str(col))
+                    for chk, col in zip(
+                        rows["check"].tolist(), rows["column"].tolist(), strict=True
+                    )
+                ],
+            }
+        )
+        .drop_duplicates()
+        .sort_values(["index", "reason"])
+    )
+    reasons = _join_reasons(pairs)
+    bad = df.index.isin(reasons.index)
+    quarantined = df[bad].assign(reason=reasons.reindex(df.index[bad]).to_numpy())
+    return Checked(df, quarantined)
+
+
+def _join_reasons(pairs: pd.DataFrame) -> pd.Series:
+    """Each row's reasons joined by '; ', by row index.
+
+    Most rows have one reason; joining only the others in Python takes milliseconds,
+    where a groupby over every row took 0.2 s on a 1M-row day.
+    """
+    several = pairs["index"].duplicated(keep=False).to_numpy()
+    joined = pairs[several].groupby("index")["reason"].agg("; ".join)
+    return pd.concat([pairs[~several].set_index("index")["reason"], joined]).sort_index()
 
 
 def check_impressions(df: pd.DataFrame, day: dt.date, placement_ids: list[str]) -> Checked:
@@ -156,6 +279,10 @@ def check_impressions(df: pd.DataFrame, day: dt.date, placement_ids: list[str]) 
 def check_labels(df: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     """Apply the labels contract as a whole (labels are trusted or the day is blocked)."""
     check_columns(df, LABEL_COLUMNS, f"labels {day.isoformat()}")
+    try:
+        return fast_contract(LABELS_CONTRACT).validate(df, lazy=True)
+    except SchemaErrors:
+        pass  # validate again with the declared contract, for pandera's own message
     try:
         return LABELS_CONTRACT.validate(df, lazy=True)
     except SchemaErrors as exc:

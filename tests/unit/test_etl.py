@@ -6,9 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlops_helpers import data, etl
 from mlops_helpers.validation import ContractError, QuarantineThresholdError
@@ -171,6 +174,109 @@ def test_rows_in_equal_rows_out_plus_rows_quarantined(tmp_path, fault):
         assert report.rows_quarantined >= 0.05 * N  # the fault's rows were caught
 
 
+def test_published_rows_are_sorted_by_impression_id(published):
+    _, out, days, _ = published
+    for day in days:
+        table = pd.read_parquet(etl.partition_dir(out, day) / "part.parquet")
+        assert table["impression_id"].is_monotonic_increasing
+
+
+def test_shuffled_extracts_give_the_same_table(tmp_path):
+    raw = tmp_path / "raw"
+    days = raw_dataset(raw, n_days=1, fault="duplicates")
+    raw_day = etl.extract_day(raw, days[0])
+    placements = etl.extract_placements(raw)
+    shuffled = data.RawDay(
+        days[0],
+        raw_day.impressions.sample(frac=1.0, random_state=1).reset_index(drop=True),
+        raw_day.labels.sample(frac=1.0, random_state=2).reset_index(drop=True),
+    )
+    first, again = etl.transform_day(raw_day, placements), etl.transform_day(shuffled, placements)
+    pd.testing.assert_frame_equal(again.table, first.table)  # duplicates are exact copies
+    assert sorted(again.quarantine["reason"]) == sorted(first.quarantine["reason"])
+
+
+def test_a_broken_labels_extract_is_reported_before_broken_impressions(tmp_path):
+    raw = tmp_path / "raw"
+    days = raw_dataset(raw, n_days=1)
+    raw_day = etl.extract_day(raw, days[0])
+    broken = data.RawDay(
+        days[0],
+        raw_day.impressions.assign(browser="firefox"),
+        pd.concat([raw_day.labels, raw_day.labels.iloc[:2]], ignore_index=True),
+    )
+    with pytest.raises(ContractError, match="fix the label export"):
+        etl.transform_day(broken, etl.extract_placements(raw))
+
+
+@pytest.mark.parametrize(
+    ("which", "column"), [("impressions", "impression_id"), ("labels", "viewable")]
+)
+def test_a_missing_key_column_fails_closed_naming_it(tmp_path, which, column):
+    raw = tmp_path / "raw"
+    days = raw_dataset(raw, n_days=1)
+    raw_day = etl.extract_day(raw, days[0])
+    frames = {"impressions": raw_day.impressions, "labels": raw_day.labels}
+    frames[which] = frames[which].drop(columns=column)
+    with pytest.raises(ContractError, match=rf"missing columns \['{column}'\]"):
+        etl.transform_day(data.RawDay(days[0], **frames), etl.extract_placements(raw))
+
+
+def test_a_day_with_every_row_quarantined_fails_closed_or_gives_an_empty_table(tmp_path):
+    raw = tmp_path / "raw"
+    days = raw_dataset(raw, n_days=1)
+    raw_day = etl.extract_day(raw, days[0])
+    late = data.RawDay(
+        days[0],
+        raw_day.impressions.assign(ts=raw_day.impressions["ts"] - pd.Timedelta(days=1)),
+        raw_day.labels,
+    )
+    placements = etl.extract_placements(raw)
+    with pytest.raises(QuarantineThresholdError, match=r"\(100.0%\)"):
+        etl.transform_day(late, placements)
+    result = etl.transform_day(late, placements, max_quarantine_fraction=1.0)
+    assert list(result.table.columns) == list(etl.OUTPUT_COLUMNS)
+    assert len(result.table) == 0
+    assert len(result.quarantine) == len(raw_day.impressions)
+
+
+def test_add_features_keeps_row_order_and_leaves_its_input_alone(tmp_path):
+    raw = tmp_path / "raw"
+    days = raw_dataset(raw, n_days=1)
+    table = etl.transform_day(etl.extract_day(raw, days[0]), etl.extract_placements(raw)).table
+    shuffled = table.sample(frac=1.0, random_state=3).assign(
+        page_load_ms=lambda df: df["page_load_ms"].where(df.index % 7 != 0),
+        viewable=lambda df: df["viewable"].astype(float),
+    )
+    before = shuffled.copy()
+    out = etl.add_features(shuffled.drop(columns="hour"))
+    pd.testing.assert_frame_equal(shuffled, before)
+    assert list(out["impression_id"]) == list(shuffled["impression_id"])
+    assert out["page_load_ms"].notna().all()
+    assert out["viewable"].dtype == "int64"
+
+
+# --- the sort-merge join ---------------------------------------------------------------------
+
+KEYS = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "aa", "é"]))
+
+
+@given(
+    ids=st.lists(KEYS, max_size=25),
+    labelled=st.lists(st.sampled_from(["a", "b", "c", "aa", "é", "zz"]), unique=True),
+    dtype=st.sampled_from(["str", "object"]),
+)
+def test_sort_merge_join_finds_each_label_and_the_sorted_order(ids, labelled, dtype):
+    ids = pd.Series(ids, dtype=dtype)
+    label_ids = pd.Series(labelled, dtype=dtype)
+    labels = pd.Series(np.arange(len(labelled)) % 2, dtype="int64")
+    found, order = etl.sort_merge_join(ids, label_ids, labels)
+    expected = ids.map(dict(zip(labelled, labels.astype(float), strict=True)))
+    np.testing.assert_array_equal(found, expected.to_numpy(dtype=float))
+    stable = ids.reset_index(drop=True).sort_values(kind="stable", na_position="last")
+    assert list(order) == list(stable.index)
+
+
 # --- interrupted writes ------------------------------------------------------------------
 
 
@@ -256,6 +362,35 @@ def test_interrupted_republish_keeps_the_old_partition_and_reruns_cleanly(publis
     report = etl.run_day(raw, out, days[0], force=True)
     assert report.fingerprint == first[0].fingerprint
     assert snapshot(out) == before
+
+
+def test_files_are_published_quarantine_then_data_then_manifest(tmp_path, monkeypatch):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1)
+    real_replace = os.replace
+    renamed = []
+
+    def recording_replace(src, dst):
+        renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(etl.os, "replace", recording_replace)
+    etl.run_day(raw, out, days[0])
+    assert renamed == ["quarantine.parquet", "part.parquet", etl.MANIFEST]
+
+
+def test_a_failure_to_fingerprint_the_inputs_publishes_nothing(published, monkeypatch):
+    raw, out, days, _ = published
+    before = snapshot(out)
+
+    def unreadable(raw_root, day):
+        raise OSError("raw extract unreadable")
+
+    monkeypatch.setattr(etl, "input_fingerprints", unreadable)
+    with pytest.raises(OSError, match="unreadable"):
+        etl.run_day(raw, out, days[0], force=True)
+    assert snapshot(out) == before
+    assert not list(out.rglob("*.tmp"))
 
 
 # --- reading back ------------------------------------------------------------------------

@@ -6,17 +6,25 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pandera.errors import SchemaErrors
 
 from mlops_helpers import data
 from mlops_helpers.validation import (
+    LABELS_CONTRACT,
     ContractError,
     check_columns,
     check_impressions,
     check_labels,
+    duplicated,
+    fast_contract,
+    impressions_contract,
     quarantine_summary,
+    sort_order,
 )
 
 DAY = dt.date(2024, 3, 5)
@@ -212,6 +220,28 @@ def messy_days(draw):
     return df, broken
 
 
+def row_failures(df: pd.DataFrame, schema) -> set[tuple[int, str, str]]:
+    """(row, check, column) of every row-level failure pandera reports for ``df``."""
+    try:
+        schema.validate(df, lazy=True)
+    except SchemaErrors as exc:
+        rows = exc.failure_cases.dropna(subset=["index"])
+        return set(zip(rows["index"].astype(int), rows["check"], rows["column"], strict=True))
+    return set()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=messy_days())
+def test_the_fast_contract_fails_the_same_rows_as_the_declared_one(case):
+    df, _ = case
+    contract = impressions_contract(DAY, PLACEMENT_IDS)
+    assert row_failures(df, fast_contract(contract)) == row_failures(df, contract)
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -227,6 +257,89 @@ def test_every_row_is_either_valid_or_quarantined_with_a_reason(case):
     # what is left passes the contract and has unique ids
     assert result.valid["impression_id"].is_unique
     assert len(check(result.valid).quarantine) == 0
+
+
+def test_the_declared_contract_keeps_its_uniqueness_rule():
+    contract = impressions_contract(DAY, PLACEMENT_IDS)
+    fast = fast_contract(contract)
+    assert contract.columns["impression_id"].unique  # what notebook 03 shows
+    assert not fast.columns["impression_id"].unique
+    assert [c.name for c in fast.columns["impression_id"].checks] == ["field_uniqueness"]
+    assert LABELS_CONTRACT.columns["impression_id"].unique
+
+
+def test_a_retyped_column_gets_the_declared_contracts_own_message():
+    df = impressions().astype({"scroll_depth": "str"})
+    with pytest.raises(SchemaErrors) as declared:
+        impressions_contract(DAY, PLACEMENT_IDS).validate(df, lazy=True)
+    cases = declared.value.failure_cases
+    whole = cases[cases["index"].isna()]
+    detail = "; ".join(
+        f"{c}: {chk} ({fc})"
+        for c, chk, fc in whole[["column", "check", "failure_case"]].itertuples(index=False)
+    )
+    with pytest.raises(ContractError) as err:
+        check(df)
+    assert f"schema changed: {detail}; {FIX}" in str(err.value)
+
+
+def test_valid_rows_are_the_checked_rows_minus_the_quarantine_in_order():
+    df = impressions("duplicates")
+    result = check(df)
+    expected = df[~df.index.isin(result.quarantine.index)]
+    pd.testing.assert_frame_equal(result.valid, expected)
+    assert result.rows is df
+
+
+# --- duplicates and sorting, as the contracts compute them ---------------------------------
+
+SOME_IDS = st.lists(
+    st.one_of(st.none(), st.sampled_from(["a", "b", "ab", "é", "ba", "z"])), max_size=30
+)
+
+
+@given(
+    values=SOME_IDS,
+    keep=st.sampled_from(["first", "last", False]),
+    dtype=st.sampled_from(["str", "object"]),
+)
+def test_duplicated_matches_pandas(values, keep, dtype):
+    series = pd.Series(values, dtype=dtype, index=np.arange(len(values)) * 3)
+    pd.testing.assert_series_equal(duplicated(series, keep), series.duplicated(keep=keep))
+
+
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.integers(0, 5), st.sampled_from(["a", "b"])), max_size=20
+    )
+)
+def test_duplicated_matches_pandas_on_mixed_values(values):
+    series = pd.Series(values, dtype=object)
+    pd.testing.assert_series_equal(duplicated(series), series.duplicated())
+
+
+def test_duplicated_on_sorted_ids_and_on_copies_far_apart():
+    ids = pd.Series([f"{i:07d}" for i in range(1000)], dtype="str")
+    assert not duplicated(ids).any()  # strictly increasing: nothing repeats
+    with_copies = pd.concat([ids, ids.iloc[[5, 999, 5]]], ignore_index=True)
+    assert list(np.flatnonzero(duplicated(with_copies))) == [1000, 1001, 1002]
+
+
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.text(alphabet="ab\x00é", min_size=2, max_size=2)), max_size=40
+    ),
+    large=st.booleans(),
+    chunks=st.integers(1, 3),
+)
+def test_sort_order_is_arrows_stable_sort(values, large, chunks):
+    array = pa.array(values, type=pa.large_string() if large else pa.string())
+    cut = len(values) // chunks
+    pieces = pa.chunked_array(
+        [array[i * cut : (i + 1) * cut if i < chunks - 1 else None] for i in range(chunks)]
+    )
+    for candidate in (array, array.slice(1), pieces):
+        assert list(sort_order(candidate)) == pc.sort_indices(candidate).to_pylist()
 
 
 # --- labels ----------------------------------------------------------------------------
@@ -252,6 +365,14 @@ def test_labels_that_break_the_contract_block_the_day(breakage):
     message = str(err.value)
     assert f"labels {DAY.isoformat()}" in message
     assert "fix the label export before loading" in message
+
+
+def test_duplicate_labels_get_pandera_s_own_uniqueness_failure():
+    labels = data.generate_day(DAY, N, SEED).labels
+    with pytest.raises(ContractError) as err:
+        check_labels(pd.concat([labels, labels.iloc[:3]], ignore_index=True), DAY)
+    assert "6 contract failures" in str(err.value)  # every copy, as pandera reports them
+    assert "'check': 'field_uniqueness', 'check_number': None" in str(err.value)
 
 
 def test_labels_with_a_missing_column_name_it():
