@@ -36,6 +36,14 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
+def one_day(tmp_path):
+    """One clean day's raw extracts as read, and the placements table."""
+    raw = tmp_path / "raw"
+    day = raw_dataset(raw, n_days=1)[0]
+    return etl.extract_day(raw, day), etl.extract_placements(raw)
+
+
+@pytest.fixture
 def published(tmp_path):
     """Two clean days, both run through the ETL once."""
     raw, out = tmp_path / "raw", tmp_path / "out"
@@ -196,42 +204,35 @@ def test_shuffled_extracts_give_the_same_table(tmp_path):
     assert sorted(again.quarantine["reason"]) == sorted(first.quarantine["reason"])
 
 
-def test_a_broken_labels_extract_is_reported_before_broken_impressions(tmp_path):
-    raw = tmp_path / "raw"
-    days = raw_dataset(raw, n_days=1)
-    raw_day = etl.extract_day(raw, days[0])
+def test_a_broken_labels_extract_is_reported_before_broken_impressions(one_day):
+    raw_day, placements = one_day
     broken = data.RawDay(
-        days[0],
+        raw_day.day,
         raw_day.impressions.assign(browser="firefox"),
         pd.concat([raw_day.labels, raw_day.labels.iloc[:2]], ignore_index=True),
     )
     with pytest.raises(ContractError, match="fix the label export"):
-        etl.transform_day(broken, etl.extract_placements(raw))
+        etl.transform_day(broken, placements)
 
 
 @pytest.mark.parametrize(
     ("which", "column"), [("impressions", "impression_id"), ("labels", "viewable")]
 )
-def test_a_missing_key_column_fails_closed_naming_it(tmp_path, which, column):
-    raw = tmp_path / "raw"
-    days = raw_dataset(raw, n_days=1)
-    raw_day = etl.extract_day(raw, days[0])
+def test_a_missing_key_column_fails_closed_naming_it(one_day, which, column):
+    raw_day, placements = one_day
     frames = {"impressions": raw_day.impressions, "labels": raw_day.labels}
     frames[which] = frames[which].drop(columns=column)
     with pytest.raises(ContractError, match=rf"missing columns \['{column}'\]"):
-        etl.transform_day(data.RawDay(days[0], **frames), etl.extract_placements(raw))
+        etl.transform_day(data.RawDay(raw_day.day, **frames), placements)
 
 
-def test_a_day_with_every_row_quarantined_fails_closed_or_gives_an_empty_table(tmp_path):
-    raw = tmp_path / "raw"
-    days = raw_dataset(raw, n_days=1)
-    raw_day = etl.extract_day(raw, days[0])
+def test_a_day_with_every_row_quarantined_fails_closed_or_gives_an_empty_table(one_day):
+    raw_day, placements = one_day
     late = data.RawDay(
-        days[0],
+        raw_day.day,
         raw_day.impressions.assign(ts=raw_day.impressions["ts"] - pd.Timedelta(days=1)),
         raw_day.labels,
     )
-    placements = etl.extract_placements(raw)
     with pytest.raises(QuarantineThresholdError, match=r"\(100.0%\)"):
         etl.transform_day(late, placements)
     result = etl.transform_day(late, placements, max_quarantine_fraction=1.0)
@@ -240,10 +241,9 @@ def test_a_day_with_every_row_quarantined_fails_closed_or_gives_an_empty_table(t
     assert len(result.quarantine) == len(raw_day.impressions)
 
 
-def test_add_features_keeps_row_order_and_leaves_its_input_alone(tmp_path):
-    raw = tmp_path / "raw"
-    days = raw_dataset(raw, n_days=1)
-    table = etl.transform_day(etl.extract_day(raw, days[0]), etl.extract_placements(raw)).table
+def test_add_features_keeps_row_order_and_leaves_its_input_alone(one_day):
+    raw_day, placements = one_day
+    table = etl.transform_day(raw_day, placements).table
     shuffled = table.sample(frac=1.0, random_state=3).assign(
         page_load_ms=lambda df: df["page_load_ms"].where(df.index % 7 != 0),
         viewable=lambda df: df["viewable"].astype(float),
