@@ -7,8 +7,9 @@ Lead time = gate + promote + scoring server ready + smoke test (`serving.deploy`
 single-row POSTs to MLflow's scoring server against `pyfunc.predict` on the same
 rows in-process. Server start = seconds until `/ping` answers, `--starts` times each,
 alternating, for the two launchers of `serving.ScoringServer`: `direct` (the default) and
-the `mlflow models serve --env-manager local` command itself. If notebook 02's checklist.json exists in the workspace (run
-`mlops-workbook run 02` first), the manual path's measured steps are printed beside it.
+the `mlflow models serve --env-manager local` command itself. If notebook 02's
+checklist.json exists in the workspace (run `mlops-workbook run 02` first), the manual
+path's measured steps are printed beside it.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class ScoringServer(LoopbackServer):
                 "--env-manager", "local", "-h", HOST, "-p", str(self.port), "-w", "1",
             ]  # fmt: skip
         else:
-            command, env = self._direct_command(mlflow, env)
+            command, env = self._direct_command(env)
         self.server = ServerProcess(
             f"the scoring server for {self.model_uri}",
             command,
@@ -191,7 +191,7 @@ class ScoringServer(LoopbackServer):
             raise ServingError(str(exc)) from None
         return self
 
-    def _direct_command(self, mlflow, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    def _direct_command(self, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """Download the model and build MLflow's own uvicorn command for it."""
         import mlflow.artifacts
         from mlflow.pyfunc import scoring_server

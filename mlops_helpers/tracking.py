@@ -80,9 +80,7 @@ def configure_tracking(tracking_uri: str | None = None, experiment: str = "workb
         )
     mlflow.set_tracking_uri(uri)
     with store_lock(uri):
-        if _start_from_template(uri):
-            mlflow.MlflowClient().get_experiment("0")  # MLflow creates and migrates it now
-            _keep_as_template(uri)
+        _seed_new_store(mlflow, uri)
         experiment_id = ensure_experiment(experiment)
     mlflow.set_experiment(experiment_id=experiment_id)
     return uri
@@ -117,24 +115,19 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def _start_from_template(uri: str) -> bool:
-    """With a store template set and a sqlite store not yet made: copy the template there if
-    it exists. True when the store is new and no template exists yet (keep it as one)."""
+def _seed_new_store(mlflow, uri: str) -> None:
+    """With a store template set (the tests) and a sqlite store not yet made: copy the
+    template there, or, when there is none yet, let MLflow create and migrate the store
+    and keep it as the template before anything is written into it (it then holds only
+    MLflow's ``Default`` experiment, which the workbook does not use)."""
     template, db = os.environ.get(STORE_TEMPLATE_ENV), _sqlite_path(uri)
     if not template or db is None or db.exists():
-        return False
-    if not Path(template).is_file():
-        return True
-    _sqlite_copy(Path(template), db)
-    return False
-
-
-def _keep_as_template(uri: str) -> None:
-    """Keep the store MLflow just created and migrated, before anything is written into it
-    (it holds only MLflow's ``Default`` experiment, which the workbook does not use)."""
-    template = Path(os.environ[STORE_TEMPLATE_ENV])
-    if not template.is_file():
-        _sqlite_copy(_sqlite_path(uri), template)
+        return
+    if Path(template).is_file():
+        _sqlite_copy(Path(template), db)
+    else:
+        mlflow.MlflowClient().get_experiment("0")  # MLflow creates and migrates it now
+        _sqlite_copy(db, Path(template))
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
