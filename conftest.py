@@ -10,14 +10,15 @@ import tempfile
 
 import pytest
 
+from mlops_helpers import warmkernel
 from mlops_helpers.config import HOME_ENV, STORE_TEMPLATE_ENV, apply_mlflow_env, mark_headless
 
 TEMPLATE_FOLDER = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
-    """A fresh workspace, MLflow's quiet offline env, unattended kernels, and one MLflow
-    store template for the session (xdist workers inherit the controller's)."""
+    """A fresh workspace, MLflow's quiet offline env, unattended kernels started warm, and
+    one MLflow store template for the session (xdist workers inherit the controller's)."""
     os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="mlops-test-ws-")
     if STORE_TEMPLATE_ENV not in os.environ:  # new stores: a copy, not 1.5 s of migrations
         folder = tempfile.mkdtemp(prefix="mlops-test-store-template-")
@@ -25,14 +26,17 @@ def pytest_configure(config):
         config.stash[TEMPLATE_FOLDER] = folder
     apply_mlflow_env()
     mark_headless()  # nbval's kernels too: no progress bars in compared outputs
+    warmkernel.enable()  # nbval's and papermill's kernels fork from a warm template
 
 
 def pytest_unconfigure(config):
-    """The process that made the store template deletes it."""
+    """The process that made the store template deletes it, and lets the kernel template
+    processes end when their last kernel has (instead of 60 s later)."""
     folder = config.stash.get(TEMPLATE_FOLDER, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop(STORE_TEMPLATE_ENV, None)
+        warmkernel.drain_all()
 
 
 # Longest work first, so that under `pytest -n 2 --dist loadscope --no-loadscope-reorder`

@@ -360,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mlops-workbook``."""
     args = build_parser().parse_args(argv)
+    # Kernels this command starts, and the kernels those start, fork from a warm template
+    # (mlops_helpers.warmkernel). A learner's JupyterLab kernels never do.
+    from mlops_helpers import warmkernel
+
+    warmkernel.enable()
     if getattr(args, "tracking_uri", None):
         from mlops_helpers.config import TRACKING_URI_ENV
 

@@ -46,6 +46,7 @@ class NotebookResult:
     seconds: float
     output: Path | None = None
     error: str = ""
+    page: str = ""  # the executed notebook rendered to HTML, beside it (file name)
 
 
 @dataclass(frozen=True)
@@ -293,15 +294,22 @@ def run_workbook(
 
 
 def _run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> NotebookResult:
-    """Execute one notebook and time it; a failure is a result, not an exception."""
+    """Execute one notebook and time it; a failure is a result, not an exception.
+
+    The executed notebook is rendered to HTML here, while other notebooks still run,
+    rather than all at the end of the run (about 0.7 s each, on the run's critical path).
+    """
     start = time.perf_counter()
     try:
         execute_notebook(notebook, output, parameters)
-        return NotebookResult(notebook.stem, "ok", time.perf_counter() - start, output)
+        result = NotebookResult(notebook.stem, "ok", time.perf_counter() - start, output)
     except Exception as exc:  # noqa: BLE001 - reported per notebook, run stops
-        return NotebookResult(
+        result = NotebookResult(
             notebook.stem, "failed", time.perf_counter() - start, output, describe_failure(exc)
         )
+    if output.is_file():
+        result.page = render_html(output)
+    return result
 
 
 def summary_table(results: list[NotebookResult], wall: float | None = None) -> str:
@@ -335,7 +343,8 @@ def write_report(results: list[NotebookResult], run_dir: Path) -> Path:
     for r in results:
         link = ""
         if r.output is not None and r.output.is_file():
-            link = f'<a href="{html.escape(render_html(r.output))}">{html.escape(r.notebook)}</a>'
+            page = r.page or render_html(r.output)
+            link = f'<a href="{html.escape(page)}">{html.escape(r.notebook)}</a>'
         rows.append(
             f"<tr class={r.status}><td>{link or html.escape(r.notebook)}</td><td>{r.status}</td>"
             f"<td>{r.seconds:.1f}</td><td>{html.escape(r.error)}</td></tr>"
@@ -358,6 +367,8 @@ def refresh_notebook(path: Path, timeout: int = 600) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    from mlops_helpers import warmkernel
+
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="mlops-refresh-") as home:
         previous = os.environ.get("MLOPS_WORKBOOK_HOME")
@@ -365,14 +376,15 @@ def refresh_notebook(path: Path, timeout: int = 600) -> None:
         apply_mlflow_env()
         mark_headless()
         try:
-            NotebookClient(
-                nb,
-                kernel_name=KERNEL,
-                timeout=timeout,
-                record_timing=False,
-                extra_arguments=KERNEL_ARGS,
-                resources={"metadata": {"path": str(path.parent)}},
-            ).execute()
+            with warmkernel.disabled():  # committed outputs come from fresh kernels
+                NotebookClient(
+                    nb,
+                    kernel_name=KERNEL,
+                    timeout=timeout,
+                    record_timing=False,
+                    extra_arguments=KERNEL_ARGS,
+                    resources={"metadata": {"path": str(path.parent)}},
+                ).execute()
         finally:
             if previous is None:
                 os.environ.pop("MLOPS_WORKBOOK_HOME", None)

@@ -19,6 +19,7 @@ import nbformat
 import psutil
 
 from mlops_helpers.processes import HOST, ServerProcess, free_port, venv_env
+from mlops_helpers.warmkernel import PROVISIONER_ENV
 
 BROWSER_ENV = "MLOPS_BROWSER"
 SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -103,7 +104,10 @@ class JupyterLab:
         }
         env = venv_env({key: str(self.state / sub) for key, sub in dirs.items()})
         env["MLOPS_WORKBOOK_HOME"] = str(self.workspace)
-        for key in ("JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP"):
+        # The test session starts its own kernels warm (mlops_helpers.warmkernel); JupyterLab
+        # starts them the usual way, as for a learner, so Run All here is the one run of
+        # every notebook in fresh kernels.
+        for key in ("JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP", PROVISIONER_ENV):
             env.pop(key, None)
         return env
 

@@ -157,6 +157,33 @@ def test_after_a_failure_with_two_jobs_nothing_new_starts(tmp_path):
     assert not (out / "42_never.ipynb").exists()
 
 
+def stdout_of(executed: Path) -> str:
+    nb = nbformat.read(executed, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_headless_runs_use_warm_kernels_and_render_each_notebook(tmp_path, monkeypatch):
+    from mlops_helpers import warmkernel
+
+    if not warmkernel.supported():
+        pytest.skip("warm kernel starts need Linux pidfds")
+    monkeypatch.delenv(warmkernel.SWITCH, raising=False)
+    parent = "import os; print(open(f'/proc/{os.getppid()}/cmdline').read().split(chr(0)))"
+    nb = make_notebook(tmp_path / "50_parent.ipynb", "seed: int = 1", parent)
+    out = tmp_path / "run"
+    out.mkdir()
+    [result] = runner.run_workbook([nb], {}, out, progress=False)
+    assert result.status == "ok" and result.page == "50_parent.html"
+    assert (out / "50_parent.html").is_file()
+    printed = stdout_of(out / "50_parent.ipynb")
+    assert warmkernel.MODULE in printed  # the kernel's parent is the template process
+
+    monkeypatch.setenv(warmkernel.SWITCH, "0")
+    [result] = runner.run_workbook([nb], {}, out, progress=False)
+    printed = stdout_of(out / "50_parent.ipynb")
+    assert result.status == "ok" and warmkernel.MODULE not in printed
+
+
 def test_jobs_below_one_is_refused(tmp_path):
     with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
         runner.run_workbook([], {}, tmp_path, progress=False, jobs=0)

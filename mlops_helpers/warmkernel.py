@@ -1,0 +1,626 @@
+"""Warm kernel starts: headless kernels forked from a process that has already imported
+the workbook's libraries.
+
+A notebook kernel spends 2 to 4 s of CPU importing pandas, scikit-learn, MLflow and
+matplotlib before its first cell does any work, and a headless run of the workbook starts
+about thirty kernels (the ten notebooks, the notebooks notebook 06 and 09 run, the runs
+of 08). Here one *template process* per set-up imports those libraries once, then forks
+a copy of itself for each kernel; the copy becomes an ordinary ``ipykernel`` kernel, the
+one ``python -m ipykernel_launcher -f <connection file>`` would start, in the caller's
+folder and with the caller's environment.
+
+How it plugs in: :class:`WarmProvisioner` is a jupyter_client *kernel provisioner*
+(registered under :data:`PROVISIONER` in ``pyproject.toml``). :func:`enable` makes it
+the default provisioner of this process and of the processes it starts (kernels, Dask
+workers), so papermill, nbclient and nbval use it without other changes. The
+``mlops-workbook`` command and the test session enable it. JupyterLab, the papermill
+command, ``make notebooks`` (:func:`disabled`) and anything else started outside them keep
+jupyter_client's own ``local-provisioner``, and so do the notebooks a learner's kernel
+runs (notebook 06's pipeline in JupyterLab).
+
+What keeps a forked kernel the same as a fresh one:
+
+- Only third-party libraries are imported in the template, never ``mlops_helpers``
+  (whose settings come from the environment of each run) and never a matplotlib
+  backend (``matplotlib_inline`` hooks into the running IPython shell when it loads).
+- The template process is keyed by everything an import could have read: the Python
+  executable, every environment variable except those a run sets for itself
+  (:data:`PER_RUN`), the installed packages (site-packages' mtime) and this file. A
+  request with another key gets (or starts) another template.
+- The fork resets what a fresh interpreter would have fresh: signal handlers,
+  session, folder, ``os.environ``, ``sys.argv``, ``sys.path[0]``, standard streams,
+  numpy's global random state (``random`` reseeds itself on fork).
+- A template serves only its own user (``SO_PEERCRED``), has one thread when it forks,
+  exits 60 s after its last kernel, and kills a kernel whose caller has gone (the
+  connection the caller holds for it closes), as ipykernel's parent poller would.
+
+If anything about a launch does not fit (not Linux, no pidfd, another kernel command, a
+redirected stream) or the template cannot be reached, the kernel starts the usual way:
+warm starts change how long a start takes, never whether it works.
+``MLOPS_WORKBOOK_WARM_KERNELS=0`` turns them off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PROVISIONER = "mlops-warm-provisioner"
+MODULE = "mlops_helpers.warmkernel"  # what the template process runs (``python -m``)
+SWITCH = "MLOPS_WORKBOOK_WARM_KERNELS"
+PROVISIONER_ENV = "JUPYTER_DEFAULT_PROVISIONER_NAME"  # read by jupyter_client
+
+# Imported once in the template. Third-party only; no matplotlib backend (see above).
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pyarrow.compute",
+    "pyarrow.csv",
+    "pyarrow.parquet",
+    "matplotlib",
+    "matplotlib.figure",
+    "matplotlib.pyplot",
+    "sklearn.compose",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.model_selection",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "mlflow",
+    "mlflow.artifacts",
+    "mlflow.models",
+    "mlflow.pyfunc",
+    "mlflow.sklearn",
+    "pandera.pandas",
+    "yaml",
+    "nbformat",
+    "nbclient",
+    "papermill",
+    "IPython",
+    "ipykernel.ipkernel",
+)
+
+# Environment variables a run sets for itself, read when used, never at import: they may
+# differ between kernels of one template.
+PER_RUN = (
+    "MLOPS_WORKBOOK_",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_",
+    "_MLFLOW_TELEMETRY_SESSION_ID",  # set by each process that loads MLflow
+    "JPY_",
+    "PYTEST_",
+    "PWD",
+    "OLDPWD",
+    "SHLVL",
+    "_",
+)
+IDLE_SECONDS = 60.0
+KERNEL_CMD = ("-m", "ipykernel_launcher")
+
+
+class WarmStartUnavailable(RuntimeError):
+    """The template process could not start this kernel; the caller starts it the usual way."""
+
+
+def supported() -> bool:
+    return sys.platform == "linux" and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "1") != "0" and supported()
+
+
+def enable() -> bool:
+    """Make warm starts the default for kernels this process, and the processes it starts,
+    launch. Returns whether they are on (see :data:`SWITCH`)."""
+    if not enabled():
+        return False
+    os.environ[PROVISIONER_ENV] = PROVISIONER
+    factory = sys.modules.get("jupyter_client.provisioning.factory")
+    if factory is not None and factory.KernelProvisionerFactory.initialized():
+        # it read the environment when it was first used
+        factory.KernelProvisionerFactory.instance().default_provisioner_name = PROVISIONER
+    return True
+
+
+@contextlib.contextmanager
+def disabled():
+    """Kernels started inside start the usual way (``make notebooks``: the committed
+    outputs come from fresh kernels, and nbval compares warm runs against them)."""
+    before = os.environ.get(SWITCH)
+    os.environ[SWITCH] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SWITCH, None)
+        else:
+            os.environ[SWITCH] = before
+
+
+def _keyed_env(env: dict[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in env.items() if not k.startswith(PER_RUN)}
+    # ipykernel sets this in every kernel it starts; a kernel's own kernels inherit it.
+    out.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    return out
+
+
+def template_key(executable: str, env: dict[str, str]) -> str:
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    stamp = {
+        "executable": os.path.realpath(executable),
+        "env": sorted(_keyed_env(env).items()),
+        "site": site.stat().st_mtime_ns if site.exists() else 0,
+        "module": Path(__file__).stat().st_mtime_ns,
+        "preload": PRELOAD,
+    }
+    return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:20]
+
+
+def _address(key: str) -> str:
+    # Linux abstract namespace: no file to clean up, gone when the template exits, and a
+    # second template racing to bind the same key fails instead of replacing the first.
+    return f"\0mlops-workbook-kernel-template-{os.getuid()}-{key}"
+
+
+# --------------------------------------------------------------------------- caller side
+
+
+class ForkedKernel:
+    """The caller's handle on a forked kernel: what jupyter_client needs of a ``Popen``."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, conn: socket.socket, pid: int) -> None:
+        self._conn = conn
+        self.pid = pid
+        self._pidfd = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        ready, _, _ = select.select([self._pidfd], [], [], 0)
+        if not ready:
+            return None
+        self.returncode = self._exit_status()
+        self._close()
+        return self.returncode
+
+    def _exit_status(self) -> int:
+        # The template reaps the kernel and sends its status on the connection.
+        self._conn.settimeout(5)
+        try:
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = self._conn.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+            return int(data.split()[-1]) if data.startswith(b"exit ") else 1
+        except (OSError, ValueError):
+            return 1
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            signal.pidfd_send_signal(self._pidfd, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._pidfd)
+        with contextlib.suppress(OSError):
+            self._conn.close()
+
+    def __del__(self) -> None:
+        self._close()
+
+
+def _connect(address: str, timeout: float) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
+def _start_template(executable: str, env: dict[str, str], key: str) -> None:
+    template_env = {k: v for k, v in env.items() if not k.startswith(PER_RUN)}
+    template_env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    subprocess.Popen(
+        [executable, "-m", MODULE, key],
+        env=template_env,
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def fork_kernel(
+    cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int, int, int] = (0, 1, 2)
+) -> ForkedKernel:
+    """Ask the template process for ``cmd`` (an ipykernel command line) as a forked kernel
+    whose standard streams are the file descriptors ``streams``."""
+    key = template_key(cmd[0], env)
+    address = _address(key)
+    conn = _connect(address, timeout=120)
+    if conn is None:
+        _start_template(cmd[0], env, key)
+        deadline = time.monotonic() + 10
+        while conn is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            conn = _connect(address, timeout=120)
+        if conn is None:
+            raise WarmStartUnavailable("the kernel template process did not start")
+    try:
+        request = json.dumps({"argv": cmd, "env": env, "cwd": cwd}).encode() + b"\n"
+        socket.send_fds(conn, [request], list(streams))
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = conn.recv(64)  # waits while the template finishes its imports
+            if not chunk:
+                raise WarmStartUnavailable("the kernel template process closed the connection")
+            reply += chunk
+        if not reply.startswith(b"pid "):
+            raise WarmStartUnavailable(reply.decode(errors="replace").strip())
+        conn.settimeout(None)
+        return ForkedKernel(conn, int(reply.split()[1]))
+    except (OSError, ValueError) as exc:
+        conn.close()
+        raise WarmStartUnavailable(str(exc)) from exc
+
+
+@functools.cache
+def _devnull() -> int:
+    return os.open(os.devnull, os.O_RDWR)  # one per process, kept open
+
+
+def _streams(kwargs: dict[str, Any]) -> tuple[int, int, int] | None:
+    """The kernel's stdin, stdout and stderr as this process's file descriptors, as
+    ``Popen`` would give them; None for what a fork cannot give (a pipe to read)."""
+    fds = []
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        given = kwargs.get(name)
+        if given is None:
+            fds.append(number)
+        elif given == subprocess.DEVNULL:
+            fds.append(_devnull())
+        elif isinstance(given, int) and given >= 0:
+            fds.append(given)
+        elif hasattr(given, "fileno"):
+            fds.append(given.fileno())
+        else:
+            return None
+    return fds[0], fds[1], fds[2]
+
+
+def _forkable(cmd: list[str]) -> bool:
+    return enabled() and tuple(cmd[1:3]) == KERNEL_CMD
+
+
+def _provisioner_class() -> type:
+    from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+    class WarmProvisioner(LocalProvisioner):
+        """jupyter_client's local provisioner, but the kernel is forked from a warm template."""
+
+        warm = False
+
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+            streams = _streams(kwargs) if _forkable(cmd) else None
+            if streams is not None:
+                env = dict(kwargs.get("env") or os.environ)
+                cwd = str(kwargs.get("cwd") or os.getcwd())
+                loop = asyncio.get_running_loop()
+                try:
+                    process = await loop.run_in_executor(None, fork_kernel, cmd, env, cwd, streams)
+                except WarmStartUnavailable as exc:
+                    self.log.warning(
+                        "warm kernel start unavailable (%s); starting it the usual way", exc
+                    )
+                else:
+                    self.process = process
+                    self.pid = self.pgid = process.pid
+                    self.cwd = cwd
+                    self.warm = True
+                    return self.connection_info
+            return await super().launch_kernel(cmd, **kwargs)
+
+    WarmProvisioner.__module__ = __name__
+    return WarmProvisioner
+
+
+def __getattr__(name: str) -> Any:
+    # The provisioner class (the entry point jupyter_client loads) is built on first use,
+    # so that importing this module, as the mlops-workbook command does, stays cheap.
+    if name == "WarmProvisioner":
+        globals()[name] = cls = _provisioner_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ------------------------------------------------------------------------- template side
+
+
+def _as_in_a_kernel() -> None:
+    """Redo what a preloaded library decided at import from where it was imported: the
+    template is not a kernel. Each case here was found by nbval comparing the committed
+    outputs (made in fresh kernels) with a run in forked ones."""
+    if "numpy" in sys.modules:  # the global random state was seeded in the template
+        sys.modules["numpy"].random.seed()
+    if "pandas" in sys.modules:
+        # pandas sets display.max_columns at import: 0 (fit the terminal) outside a
+        # Jupyter kernel, 20 inside one. Set both the value and the default reset_option uses.
+        from pandas._config import config as pandas_config
+
+        key = "display.max_columns"
+        registered = pandas_config._registered_options.get(key)
+        if registered is not None:
+            pandas_config._registered_options[key] = registered._replace(defval=20)
+        pandas_config.set_option(key, 20)
+
+
+def _child(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked process: become what ``python -m ipykernel_launcher ...`` would be."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.setsid()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        # ipykernel's parent poller then ends the kernel if the template goes away.
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        # The template runs as ``python -m mlops_helpers.warmkernel``; the kernel imports
+        # the package afresh, under its own environment.
+        # ipykernel.kernelapp reads JPY_PARENT_PID when it is imported: import it afresh.
+        for name in [m for m in sys.modules if m.split(".")[0] == "mlops_helpers"]:
+            del sys.modules[name]
+        sys.modules.pop("ipykernel.kernelapp", None)
+        import ipykernel_launcher
+
+        sys.argv = [ipykernel_launcher.__file__, *request["argv"][3:]]
+        del sys.path[0]  # the template's '', which ipykernel_launcher also removes
+        _as_in_a_kernel()
+        from ipykernel import kernelapp
+
+        kernelapp.launch_new_instance()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds = b"", []
+    while not data.endswith(b"\n"):
+        chunk, new_fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        if not chunk:
+            raise OSError("caller closed the connection")
+        data += chunk
+        fds += new_fds
+    return json.loads(data), fds
+
+
+def serve(key: str) -> None:
+    """The template process: bind, import, then fork one kernel per request.
+
+    Ends 60 s after its last kernel, or on SIGTERM once its kernels have ended (it stops
+    taking requests at once; a new request starts a new template).
+    """
+    listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(_address(key))
+    except OSError:
+        return  # another template already serves this key
+    listener.listen(64)
+    import importlib
+
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+    draining = False
+
+    def drain(*_: object) -> None:
+        nonlocal draining
+        draining = True
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, drain)
+    kernels: dict[int, socket.socket] = {}  # pid -> the caller's connection
+    last_busy = time.monotonic()
+    while True:
+        _reap(kernels)
+        if draining and listener is not None:
+            listener.close()
+            listener = None
+        if not kernels and (listener is None or time.monotonic() - last_busy > IDLE_SECONDS):
+            return
+        waiting = [wake_r, *kernels.values(), *([listener] if listener else [])]
+        timeout = None if kernels else max(0.0, IDLE_SECONDS - (time.monotonic() - last_busy))
+        ready, _, _ = select.select(waiting, [], [], timeout)
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        for pid, conn in list(kernels.items()):
+            if conn in ready and _caller_gone(conn):
+                # the caller went away without shutting its kernel down: as ipykernel's
+                # parent poller would, end the kernel (and what it started)
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+        if listener is not None and listener in ready:
+            conn, _ = listener.accept()
+            child = _fork_for(conn, listener, kernels, (wake_r, wake_w))
+            if child:
+                kernels[child] = conn
+            last_busy = time.monotonic()
+        if kernels:
+            last_busy = time.monotonic()
+
+
+def _reap(kernels: dict[int, socket.socket]) -> None:
+    """Collect ended kernels and send each caller its kernel's exit code."""
+    while kernels:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = kernels.pop(pid, None)
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
+            conn.close()
+
+
+def _caller_gone(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _fork_for(
+    conn: socket.socket,
+    listener: socket.socket,
+    kernels: dict[int, socket.socket],
+    pipe: tuple[int, int],
+) -> int:
+    """Serve one request: fork the kernel and answer ``pid N``, or answer ``error ...``
+    (the caller then starts its kernel the usual way). Returns the kernel's pid or 0."""
+    fds: list[int] = []
+    try:
+        if _peer_uid(conn) != os.getuid():
+            raise PermissionError("the caller is another user")
+        conn.settimeout(10)
+        request, fds = _receive(conn)
+        if len(fds) != 3:
+            raise ValueError("expected the kernel's three standard streams")
+        if os.path.realpath(request["argv"][0]) != os.path.realpath(sys.executable):
+            raise ValueError("the kernel command names another Python")
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            for other in kernels.values():
+                other.close()
+            conn.close()
+            for fd in pipe:
+                os.close(fd)
+            _child(request, fds)  # does not return
+        conn.sendall(f"pid {pid}\n".encode())
+        conn.settimeout(None)
+        return pid
+    except Exception as exc:  # noqa: BLE001 - reported to the caller, who starts it the usual way
+        with contextlib.suppress(OSError):
+            conn.sendall(f"error {type(exc).__name__}: {exc}\n".encode())
+        conn.close()
+        return 0
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def templates() -> list[int]:
+    """Process ids of this user's template processes (any key), not of their kernels."""
+    commands: dict[int, tuple[bytes, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            owner = entry.stat().st_uid
+        except (OSError, ValueError, IndexError):
+            continue
+        if owner == os.getuid() and argv[1:3] == [b"-m", MODULE.encode()] and len(argv) > 3:
+            commands[int(entry.name)] = (b" ".join(argv), ppid)
+    # a forked kernel keeps its template's command line; its parent is that template
+    return [
+        pid
+        for pid, (command, ppid) in commands.items()
+        if commands.get(ppid, (b"", 0))[0] != command
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and of its ended children it has collected."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def drain_all() -> list[int]:
+    """Ask every template of this user to end once its kernels have: new kernels then
+    start from a fresh template. Kernels running now are not touched."""
+    pids = templates()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    return pids
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -1,0 +1,279 @@
+"""Warm kernel starts (mlops_helpers.warmkernel): real ipykernel kernels forked from a real
+template process, checked against kernels started the usual way.
+
+Every test here runs under its own template: the module sets an environment variable no
+other test sets, and the template key covers the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+from mlops_helpers import runner, warmkernel
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not warmkernel.supported(), reason="warm starts need Linux pidfds"),
+]
+
+TAG_ENV = "WARMKERNEL_TEST_TAG"
+
+# What a kernel reports about how it was set up; the same for a forked and a fresh one.
+PROBE = r"""
+import json, os, signal, sys, threading
+import matplotlib, pandas as pd
+print(json.dumps({
+    "cwd": os.getcwd(),
+    "argv0": os.path.basename(sys.argv[0]),
+    "argv": sys.argv[1:2] + sys.argv[3:],
+    "path": sys.path,
+    "env": os.environ.get("PROBE_VALUE"),
+    "session leader": os.getsid(0) == os.getpid(),
+    "SIGINT raises KeyboardInterrupt": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    "SIGPIPE ignored": signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN,
+    "SIGTERM default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+    "SIGCHLD default": signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL,
+    "parent poller": any(type(t).__name__ == "ParentPollerUnix" for t in threading.enumerate()),
+    "stderr": os.readlink("/proc/self/fd/2"),
+    "pandas max_columns": pd.get_option("display.max_columns"),
+    "pandas max_columns default": (pd.reset_option("display.max_columns"), pd.get_option("display.max_columns"))[1],
+    "matplotlib backend": matplotlib.get_backend(),
+    "helpers imported": sorted(m for m in sys.modules if m.startswith("mlops_helpers")),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def own_template():
+    """A template key of this module's own (see the module docstring); the template is
+    asked to end afterwards."""
+    tag = uuid.uuid4().hex
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(TAG_ENV, tag)
+        mp.setenv(warmkernel.SWITCH, "1")
+        yield tag
+        for pid in templates_with(tag):
+            os.kill(pid, signal.SIGTERM)
+
+
+def templates_with(tag: str) -> list[int]:
+    """Template processes started with this module's tag in their environment."""
+    marker = f"{TAG_ENV}={tag}".encode()
+    found = []
+    for pid in warmkernel.templates():
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be collected counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def parent_command(pid: int) -> str:
+    return Path(f"/proc/{parent_pid(pid)}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def start(warm: bool, cwd: Path, **env: str) -> KernelManager:
+    """A kernel started as nbval starts one (stderr to /dev/null), warm or the usual way."""
+    os.environ[warmkernel.SWITCH] = "1" if warm else "0"
+    try:
+        km = KernelManager(kernel_name=runner.KERNEL)
+        with open(os.devnull, "w") as devnull:
+            km.start_kernel(
+                cwd=str(cwd),
+                env={**os.environ, **env},
+                stderr=devnull,
+                extra_arguments=runner.KERNEL_ARGS,
+            )
+    finally:
+        os.environ[warmkernel.SWITCH] = "1"
+    return km
+
+
+def run(km: KernelManager, code: str, timeout: float = 60) -> tuple[str, dict]:
+    """Execute ``code``; its stdout and the execute reply's content."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=timeout)
+        out: list[str] = []
+
+        def keep(msg):
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+                out.append(msg["content"]["text"])
+
+        reply = kc.execute_interactive(code, timeout=timeout, output_hook=keep)
+        return "".join(out), reply["content"]
+    finally:
+        kc.stop_channels()
+
+
+def test_a_forked_kernel_is_set_up_as_a_fresh_kernel_is(own_template, tmp_path):
+    reports, managers = {}, {}
+    for warm in (False, True):
+        km = managers[warm] = start(warm, tmp_path, PROBE_VALUE="from the caller")
+        try:
+            text, reply = run(km, PROBE)
+            assert reply["status"] == "ok", reply
+            reports[warm] = json.loads(text)
+            pid = km.provisioner.pid
+            assert km.provisioner.warm is warm
+            assert (warmkernel.MODULE in parent_command(pid)) is warm
+        finally:
+            km.shutdown_kernel(now=True)
+        assert wait_until(lambda pid=pid: not alive(pid)), "the kernel outlived its shutdown"
+    assert reports[True] == reports[False]
+    assert reports[True]["cwd"] == str(tmp_path)
+    assert reports[True]["env"] == "from the caller"
+    assert reports[True]["stderr"] == os.devnull
+    assert reports[True]["pandas max_columns"] == 20  # what pandas picks in a Jupyter kernel
+    assert reports[True]["helpers imported"] == []  # the package is imported afresh
+
+
+def test_forked_kernels_do_not_share_random_state(own_template, tmp_path):
+    code = "import random, numpy; print(numpy.random.rand(), random.random())"
+    seen = []
+    for _ in range(2):
+        km = start(True, tmp_path)
+        try:
+            seen.append(run(km, code)[0])
+        finally:
+            km.shutdown_kernel(now=True)
+    assert seen[0] != seen[1]
+
+
+def test_an_interrupt_reaches_a_forked_kernel(own_template, tmp_path):
+    km = start(True, tmp_path)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        msg_id = kc.execute("import time; time.sleep(120)")
+        while True:  # wait until the cell runs
+            msg = kc.get_iopub_msg(timeout=30)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "busy":
+                break
+        time.sleep(0.3)
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_the_kernel_of_a_caller_that_dies_is_ended(own_template, tmp_path):
+    script = (
+        "import os\n"
+        "from jupyter_client.manager import KernelManager\n"
+        "from mlops_helpers import warmkernel\n"
+        "warmkernel.enable()\n"
+        "km = KernelManager(kernel_name='python3')\n"
+        "km.start_kernel()\n"
+        "print(km.provisioner.pid, km.provisioner.warm, flush=True)\n"
+        "os._exit(0)  # no shutdown\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    pid, warm = done.stdout.split()
+    assert warm == "True"
+    assert wait_until(lambda: not alive(int(pid))), "the orphaned kernel kept running"
+
+
+def test_with_the_switch_off_kernels_start_the_usual_way(own_template, tmp_path):
+    km = start(False, tmp_path)
+    try:
+        assert km.provisioner.warm is False
+        assert parent_pid(km.provisioner.pid) == os.getpid()  # our own child
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def test_a_draining_template_keeps_its_kernels_and_ends_after_them(own_template, tmp_path):
+    first = start(True, tmp_path)
+    try:
+        old = parent_pid(first.provisioner.pid)
+        assert old in warmkernel.templates()
+        os.kill(old, signal.SIGTERM)
+        second = start(True, tmp_path)  # the old template takes no new kernel
+        try:
+            assert second.provisioner.warm
+            assert parent_pid(second.provisioner.pid) not in (old, os.getpid())
+            assert run(first, "print(6 * 7)")[0].strip() == "42"  # still served
+            assert alive(old)
+        finally:
+            second.shutdown_kernel(now=True)
+    finally:
+        first.shutdown_kernel(now=True)
+    assert wait_until(lambda: not alive(old)), "the drained template did not end"
+
+
+def test_a_request_for_another_python_is_refused_with_a_reason(own_template):
+    env = dict(os.environ)
+    key = warmkernel.template_key(sys.executable, env)
+    km = start(True, Path.cwd())  # makes sure the template for this key runs
+    km.shutdown_kernel(now=True)
+    conn = warmkernel._connect(warmkernel._address(key), timeout=30)
+    assert conn is not None
+    with conn:
+        request = {"argv": ["/bin/sh", "-m", "ipykernel_launcher"], "env": env, "cwd": "/"}
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        reply = conn.recv(4096).decode()
+    assert reply.startswith("error ValueError: the kernel command names another Python")
+
+
+def test_the_template_key_covers_what_imports_can_read():
+    env = {"PATH": "/usr/bin", "OPENBLAS_NUM_THREADS": "1"}
+    key = warmkernel.template_key(sys.executable, env)
+    per_run = {"MLOPS_WORKBOOK_HOME": "/elsewhere", "MLFLOW_TRACKING_URI": "sqlite:///x.db"}
+    assert warmkernel.template_key(sys.executable, {**env, **per_run}) == key
+    # read by numpy's BLAS when it loads: another template
+    assert warmkernel.template_key(sys.executable, {**env, "OPENBLAS_NUM_THREADS": "2"}) != key
+    # ipykernel sets this in each kernel; kernels started from a kernel share the template
+    inline = {**env, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    assert warmkernel.template_key(sys.executable, inline) == key
+    assert warmkernel.template_key(sys.executable, {**env, "MPLBACKEND": "Agg"}) != key
+
+
+def test_streams_are_passed_as_popen_would_or_refused():
+    with open(os.devnull, "w") as devnull:
+        assert warmkernel._streams({"stderr": devnull}) == (0, 1, devnull.fileno())
+    fds = warmkernel._streams({"stdout": subprocess.DEVNULL})
+    assert os.readlink(f"/proc/self/fd/{fds[1]}") == os.devnull
+    assert warmkernel._streams({"stdout": subprocess.PIPE}) is None  # a pipe to read: usual way
