@@ -33,7 +33,7 @@ BIN = Path(sys.executable).parent
 def workbook(home: str, jobs: int) -> dict[str, float]:
     """Seconds per notebook of one `mlops-workbook run --jobs N`, from its summary table."""
     env = {**os.environ, "MLOPS_WORKBOOK_HOME": home}
-    fresh_templates()
+    warmkernel.drain_all(wait=30)  # each run starts its own templates, as a first run does
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -53,15 +53,6 @@ def workbook(home: str, jobs: int) -> dict[str, float]:
     # CPU, their own (the imports) and their ended kernels'.
     seconds["cpu"] += sum(warmkernel.cpu_seconds(pid) for pid in warmkernel.templates())
     return seconds
-
-
-def fresh_templates() -> None:
-    """End the kernel template processes left by earlier runs, so that each run pays for
-    starting its own, as a first run on a fresh machine does."""
-    warmkernel.drain_all()
-    deadline = time.monotonic() + 30
-    while warmkernel.templates() and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def export_scripts(folder: Path) -> list[Path]:

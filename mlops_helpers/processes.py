@@ -63,13 +63,26 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        """Start the process group and wait until it is ready; stop it on any failure."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        """Start the process group and wait until it is ready; stop it on any failure.
+
+        It runs in its log's folder. In a headless run, a scoring server (``python -m
+        uvicorn``) is forked from a warm template (:mod:`mlops_helpers.warmkernel`)
+        instead, with the same command, environment, folder and log.
+        """
+        from mlops_helpers import warmkernel
+
+        folder = self.log_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+            if warmkernel.forks(self.command):
+                with contextlib.suppress(warmkernel.WarmStartUnavailable):
+                    streams = (warmkernel.devnull(), log.fileno(), log.fileno())
+                    self.process = warmkernel.fork(self.command, self.env, str(folder), streams)
+            if self.process is None:
+                self.process = subprocess.Popen(
+                    self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder,
+                )  # fmt: skip
         try:
             self._wait_ready()
         except BaseException:

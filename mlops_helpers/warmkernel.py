@@ -1,41 +1,52 @@
-"""Warm kernel starts: headless kernels forked from a process that has already imported
-the workbook's libraries.
+"""Warm starts: headless kernels and scoring servers forked from a process that has
+already imported the workbook's libraries.
 
 A notebook kernel spends 2 to 4 s of CPU importing pandas, scikit-learn, MLflow and
 matplotlib before its first cell does any work, and a headless run of the workbook starts
-about thirty kernels (the ten notebooks, the notebooks notebook 06 and 09 run, the runs
-of 08). Here one *template process* per set-up imports those libraries once, then forks
-a copy of itself for each kernel; the copy becomes an ordinary ``ipykernel`` kernel, the
-one ``python -m ipykernel_launcher -f <connection file>`` would start, in the caller's
-folder and with the caller's environment.
+dozens of kernels (the ten notebooks, the notebooks 06 runs, the runs of 08) and several
+scoring servers (05, 09), which import much the same. Here one *template process*
+per set-up imports those libraries once, then forks a copy of itself for each kernel or
+server; the copy becomes what ``python -m ipykernel_launcher -f <connection file>`` or
+``python -m uvicorn ... mlflow.pyfunc.scoring_server.app:app`` would start (the module
+run as ``__main__`` with the same arguments), in the caller's folder, with the caller's
+environment and standard streams, and showing that command line in ``ps``.
 
-How it plugs in: :class:`WarmProvisioner` is a jupyter_client *kernel provisioner*
-(registered under :data:`PROVISIONER` in ``pyproject.toml``). :func:`enable` makes it
-the default provisioner of this process and of the processes it starts (kernels, Dask
-workers), so papermill, nbclient and nbval use it without other changes. The
-``mlops-workbook`` command and the test session enable it. JupyterLab, the papermill
-command, ``make notebooks`` (:func:`disabled`) and anything else started outside them keep
-jupyter_client's own ``local-provisioner``, and so do the notebooks a learner's kernel
-runs (notebook 06's pipeline in JupyterLab).
+How it plugs in: for kernels, :class:`WarmProvisioner` is a jupyter_client *kernel
+provisioner* (registered under :data:`PROVISIONER` in ``pyproject.toml``). :func:`enable`
+makes it the default provisioner of this process and of the processes it starts (kernels,
+Dask workers), so papermill, nbclient and nbval use it without other changes; for
+servers, :class:`mlops_helpers.processes.ServerProcess` asks :func:`fork` when
+:func:`active`. The ``mlops-workbook`` command and the test session enable it. JupyterLab,
+the papermill command, ``make notebooks`` (:func:`disabled`) and anything else started
+outside them start processes the usual way, and so does what a learner's kernel starts
+(notebook 06's pipeline, 05's servers, in JupyterLab).
 
-What keeps a forked kernel the same as a fresh one:
+What keeps a forked process the same as a fresh one:
 
 - Only third-party libraries are imported in the template, never ``mlops_helpers``
-  (whose settings come from the environment of each run) and never a matplotlib
-  backend (``matplotlib_inline`` hooks into the running IPython shell when it loads).
+  (whose settings come from the environment of each run), never a matplotlib backend
+  (``matplotlib_inline`` hooks into the running IPython shell when it loads), never
+  MLflow's scoring app (it loads the model when imported).
 - The template process is keyed by everything an import could have read: the Python
   executable, every environment variable except those a run sets for itself
   (:data:`PER_RUN`), the installed packages (site-packages' mtime) and this file. A
   request with another key gets (or starts) another template.
 - The fork resets what a fresh interpreter would have fresh: signal handlers,
   session, folder, ``os.environ``, ``sys.argv``, ``sys.path[0]``, standard streams,
-  numpy's global random state (``random`` reseeds itself on fork).
-- A template serves only its own user (``SO_PEERCRED``), has one thread when it forks,
-  exits 60 s after its last kernel, and kills a kernel whose caller has gone (the
-  connection the caller holds for it closes), as ipykernel's parent poller would.
+  numpy's global random state (``random`` reseeds itself on fork), and what a library
+  decided at import because the template is not a kernel (:func:`_as_in_a_kernel`).
+- A template serves only its own user (``SO_PEERCRED``), forks only the two commands of
+  :data:`FORKABLE`, has one thread when it forks, exits 60 s after its last process
+  (at once on SIGTERM, once its processes have ended), and kills a process whose caller
+  has gone (the connection the caller holds for it closes), as ipykernel's parent poller
+  would for a kernel.
 
-If anything about a launch does not fit (not Linux, no pidfd, another kernel command, a
-redirected stream) or the template cannot be reached, the kernel starts the usual way:
+One difference remains: a warning a library prints while it is imported (tqdm's
+"IProgress not found" from ``import mlflow``) was printed in the template, so it does not
+reach the notebook.
+
+If anything about a launch does not fit (not Linux, no pidfd, another command, a stream
+that is a pipe) or the template cannot be reached, the process starts the usual way:
 warm starts change how long a start takes, never whether it works.
 ``MLOPS_WORKBOOK_WARM_KERNELS=0`` turns them off.
 """
@@ -93,26 +104,43 @@ PRELOAD = (
     "papermill",
     "IPython",
     "ipykernel.ipkernel",
+    # MLflow's scoring server, less its app (which loads the model when imported)
+    "uvicorn",
+    "uvicorn.main",
+    "fastapi",
+    "mlflow.pyfunc.scoring_server",
 )
 
-# Environment variables a run sets for itself, read when used, never at import: they may
-# differ between kernels of one template.
-PER_RUN = (
-    "MLOPS_WORKBOOK_",
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_RUN_ID",
-    "MLFLOW_EXPERIMENT_",
-    "_MLFLOW_TELEMETRY_SESSION_ID",  # set by each process that loads MLflow
-    "JPY_",
-    "PYTEST_",
-    "PWD",
-    "OLDPWD",
-    "SHLVL",
-    "_",
+# Environment variables a run or a process sets for itself, read when used, never at import
+# by the preloaded libraries: they may differ between processes forked from one template.
+PER_RUN_PREFIXES = ("MLOPS_WORKBOOK_", "MLFLOW_EXPERIMENT_", "JPY_", "PYTEST_")
+PER_RUN = frozenset(
+    {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_RUN_ID",
+        "_MLFLOW_TELEMETRY_SESSION_ID",  # set by each process that loads MLflow
+        "__pyfunc_model_path__",  # the model a scoring server loads when its app starts
+        # set by ipykernel in every kernel, so the kernels a kernel starts share a template
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        "FORCE_COLOR",
+        "GIT_PAGER",
+        "PAGER",
+        "TERM",
+        "PYDEVD_USE_FRAME_EVAL",  # read by debugpy, which the template does not load
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+    }
 )
 IDLE_SECONDS = 60.0
-KERNEL_CMD = ("-m", "ipykernel_launcher")
+COMMAND_ROOM = 1024  # bytes of command line a forked process can show
+# What a template forks: ``python -m MODULE ...`` for these modules only.
+KERNEL_MODULE = "ipykernel_launcher"
+SERVER_MODULE = "uvicorn"  # MLflow's scoring server (mlops_helpers.serving)
+FORKABLE = (KERNEL_MODULE, SERVER_MODULE)
 
 
 class WarmStartUnavailable(RuntimeError):
@@ -155,8 +183,12 @@ def disabled():
             os.environ[SWITCH] = before
 
 
+def _per_run(name: str) -> bool:
+    return name in PER_RUN or name.startswith(PER_RUN_PREFIXES)
+
+
 def _keyed_env(env: dict[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in env.items() if not k.startswith(PER_RUN)}
+    out = {k: v for k, v in env.items() if not _per_run(k)}
     # ipykernel sets this in every kernel it starts; a kernel's own kernels inherit it.
     out.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return out
@@ -185,8 +217,9 @@ def _address(key: str) -> str:
 # --------------------------------------------------------------------------- caller side
 
 
-class ForkedKernel:
-    """The caller's handle on a forked kernel: what jupyter_client needs of a ``Popen``."""
+class ForkedProcess:
+    """The caller's handle on a forked kernel or server: what jupyter_client and
+    :class:`mlops_helpers.processes.ServerProcess` need of a ``Popen``."""
 
     stdin = stdout = stderr = None
 
@@ -260,10 +293,11 @@ def _connect(address: str, timeout: float) -> socket.socket | None:
 
 
 def _start_template(executable: str, env: dict[str, str], key: str) -> None:
-    template_env = {k: v for k, v in env.items() if not k.startswith(PER_RUN)}
+    template_env = {k: v for k, v in env.items() if not _per_run(k)}
     template_env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     subprocess.Popen(
-        [executable, "-m", MODULE, key],
+        # the blank argument reserves room for each forked process's own command line
+        [executable, "-m", MODULE, key, " " * COMMAND_ROOM],
         env=template_env,
         cwd="/",
         stdin=subprocess.DEVNULL,
@@ -273,11 +307,11 @@ def _start_template(executable: str, env: dict[str, str], key: str) -> None:
     )
 
 
-def fork_kernel(
+def fork(
     cmd: list[str], env: dict[str, str], cwd: str, streams: tuple[int, int, int] = (0, 1, 2)
-) -> ForkedKernel:
-    """Ask the template process for ``cmd`` (an ipykernel command line) as a forked kernel
-    whose standard streams are the file descriptors ``streams``."""
+) -> ForkedProcess:
+    """Ask the template process for ``cmd`` (``python -m`` one of :data:`FORKABLE`) as a
+    forked process whose standard streams are the file descriptors ``streams``."""
     key = template_key(cmd[0], env)
     address = _address(key)
     conn = _connect(address, timeout=120)
@@ -301,15 +335,16 @@ def fork_kernel(
         if not reply.startswith(b"pid "):
             raise WarmStartUnavailable(reply.decode(errors="replace").strip())
         conn.settimeout(None)
-        return ForkedKernel(conn, int(reply.split()[1]))
+        return ForkedProcess(conn, int(reply.split()[1]))
     except (OSError, ValueError) as exc:
         conn.close()
         raise WarmStartUnavailable(str(exc)) from exc
 
 
 @functools.cache
-def _devnull() -> int:
-    return os.open(os.devnull, os.O_RDWR)  # one per process, kept open
+def devnull() -> int:
+    """A file descriptor open on /dev/null (one per process, kept open)."""
+    return os.open(os.devnull, os.O_RDWR)
 
 
 def _streams(kwargs: dict[str, Any]) -> tuple[int, int, int] | None:
@@ -321,7 +356,7 @@ def _streams(kwargs: dict[str, Any]) -> tuple[int, int, int] | None:
         if given is None:
             fds.append(number)
         elif given == subprocess.DEVNULL:
-            fds.append(_devnull())
+            fds.append(devnull())
         elif isinstance(given, int) and given >= 0:
             fds.append(given)
         elif hasattr(given, "fileno"):
@@ -331,8 +366,14 @@ def _streams(kwargs: dict[str, Any]) -> tuple[int, int, int] | None:
     return fds[0], fds[1], fds[2]
 
 
-def _forkable(cmd: list[str]) -> bool:
-    return enabled() and tuple(cmd[1:3]) == KERNEL_CMD
+def active() -> bool:
+    """Warm starts are on here: :func:`enable` ran in this process or one it descends from."""
+    return enabled() and os.environ.get(PROVISIONER_ENV) == PROVISIONER
+
+
+def forks(cmd: list[str]) -> bool:
+    """Whether :func:`fork` would be asked for ``cmd`` (a scoring server's command line)."""
+    return active() and len(cmd) > 2 and cmd[1] == "-m" and cmd[2] in FORKABLE
 
 
 def _provisioner_class() -> type:
@@ -344,13 +385,14 @@ def _provisioner_class() -> type:
         warm = False
 
         async def launch_kernel(self, cmd: list[str], **kwargs: Any):
-            streams = _streams(kwargs) if _forkable(cmd) else None
+            kernel = enabled() and tuple(cmd[1:3]) == ("-m", KERNEL_MODULE)
+            streams = _streams(kwargs) if kernel else None
             if streams is not None:
                 env = dict(kwargs.get("env") or os.environ)
                 cwd = str(kwargs.get("cwd") or os.getcwd())
                 loop = asyncio.get_running_loop()
                 try:
-                    process = await loop.run_in_executor(None, fork_kernel, cmd, env, cwd, streams)
+                    process = await loop.run_in_executor(None, fork, cmd, env, cwd, streams)
                 except WarmStartUnavailable as exc:
                     self.log.warning(
                         "warm kernel start unavailable (%s); starting it the usual way", exc
@@ -379,12 +421,22 @@ def __getattr__(name: str) -> Any:
 # ------------------------------------------------------------------------- template side
 
 
+def _show_command(argv: list[str]) -> None:
+    """Make ``ps``, ``pgrep`` and /proc/PID/cmdline show the command this process stands
+    for instead of the template's: written over the template's own command line, in room
+    the template reserved for it (what setproctitle does)."""
+    import ctypes
+
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end
+    data = b"\0".join(a.encode() for a in argv)[: end - start - 1]
+    ctypes.memmove(start, data.ljust(end - start, b"\0"), end - start)
+
+
 def _as_in_a_kernel() -> None:
     """Redo what a preloaded library decided at import from where it was imported: the
     template is not a kernel. Each case here was found by nbval comparing the committed
     outputs (made in fresh kernels) with a run in forked ones."""
-    if "numpy" in sys.modules:  # the global random state was seeded in the template
-        sys.modules["numpy"].random.seed()
     if "pandas" in sys.modules:
         # pandas sets display.max_columns at import: 0 (fit the terminal) outside a
         # Jupyter kernel, 20 inside one. Set both the value and the default reset_option uses.
@@ -398,7 +450,7 @@ def _as_in_a_kernel() -> None:
 
 
 def _child(request: dict[str, Any], fds: list[int]) -> None:
-    """In the forked process: become what ``python -m ipykernel_launcher ...`` would be."""
+    """In the forked process: become what ``python -m MODULE ARGS...`` would be."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -412,22 +464,26 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        # ipykernel's parent poller then ends the kernel if the template goes away.
-        os.environ["JPY_PARENT_PID"] = str(os.getppid())
-        # The template runs as ``python -m mlops_helpers.warmkernel``; the kernel imports
+        # The template runs as ``python -m mlops_helpers.warmkernel``; the process imports
         # the package afresh, under its own environment.
-        # ipykernel.kernelapp reads JPY_PARENT_PID when it is imported: import it afresh.
         for name in [m for m in sys.modules if m.split(".")[0] == "mlops_helpers"]:
             del sys.modules[name]
-        sys.modules.pop("ipykernel.kernelapp", None)
-        import ipykernel_launcher
+        if "numpy" in sys.modules:  # the global random state was seeded in the template
+            sys.modules["numpy"].random.seed()
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            _show_command(request["argv"])
+        module = request["argv"][2]
+        sys.path[0] = request["cwd"]  # what ``python -m`` puts first
+        if module == KERNEL_MODULE:
+            # ipykernel's parent poller then ends the kernel if the template goes away;
+            # ipykernel.kernelapp reads JPY_PARENT_PID when it is imported: import it afresh.
+            os.environ["JPY_PARENT_PID"] = str(os.getppid())
+            sys.modules.pop("ipykernel.kernelapp", None)
+            _as_in_a_kernel()
+        sys.argv = [sys.argv[0], *request["argv"][3:]]
+        import runpy
 
-        sys.argv = [ipykernel_launcher.__file__, *request["argv"][3:]]
-        del sys.path[0]  # the template's '', which ipykernel_launcher also removes
-        _as_in_a_kernel()
-        from ipykernel import kernelapp
-
-        kernelapp.launch_new_instance()
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -558,8 +614,11 @@ def _fork_for(
         request, fds = _receive(conn)
         if len(fds) != 3:
             raise ValueError("expected the kernel's three standard streams")
-        if os.path.realpath(request["argv"][0]) != os.path.realpath(sys.executable):
-            raise ValueError("the kernel command names another Python")
+        argv = request["argv"]
+        if os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
+            raise ValueError("the command names another Python")
+        if argv[1:2] != ["-m"] or argv[2:3] == [] or argv[2] not in FORKABLE:
+            raise ValueError(f"only python -m {' or '.join(FORKABLE)} can be forked")
         pid = os.fork()
         if pid == 0:
             listener.close()
@@ -612,13 +671,18 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def drain_all() -> list[int]:
-    """Ask every template of this user to end once its kernels have: new kernels then
-    start from a fresh template. Kernels running now are not touched."""
+def drain_all(wait: float = 0.0) -> list[int]:
+    """Ask every template of this user to end once its processes have: new ones then
+    start from a fresh template. Processes running now are not touched. With ``wait``,
+    wait up to that many seconds for the templates to be gone (benchmarks: each run pays
+    for its own template, as a first run does)."""
     pids = templates()
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while wait and set(templates()) & set(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return pids
 
 

@@ -33,7 +33,10 @@ LATENCY_BUDGET_MS = 10_000.0
 
 def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str]]:
     """Scoring-server processes (launcher and uvicorn) whose workspace is ``root`` or inside
-    it (and that listen on ``port``, when given): pid and command line."""
+    it (and that listen on ``port``, when given): pid and command line.
+
+    A server forked from a warm template (mlops_helpers.warmkernel) shows its own command
+    line but the template's environment; it runs in its log folder, in the workspace."""
     found = []
     marker = f"{config.HOME_ENV}={root}".encode()
     for proc in Path("/proc").iterdir():
@@ -42,11 +45,13 @@ def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
             environ = (proc / "environ").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(proc / "cwd"))
         except OSError:  # gone meanwhile, or not ours
             continue
         serves = b"models serve" in cmdline or b"mlflow.pyfunc.scoring_server" in cmdline
         on_port = port is None or re.search(rf"(-p|--port) {port}\b".encode(), cmdline)
         inside = any(e == marker or e.startswith(marker + b"/") for e in environ)
+        inside = inside or cwd == root or root in cwd.parents
         if serves and on_port and inside:
             found.append((int(proc.name), cmdline.decode(errors="replace").strip()))
     return found

@@ -89,6 +89,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def listening(address: str) -> bool:
+    conn = warmkernel._connect(address, timeout=1)
+    if conn is None:
+        return False
+    conn.close()
+    return True
+
+
 def wait_until(condition, seconds: float = 30.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -231,6 +239,8 @@ def test_a_draining_template_keeps_its_kernels_and_ends_after_them(own_template,
         old = parent_pid(first.provisioner.pid)
         assert old in warmkernel.templates()
         os.kill(old, signal.SIGTERM)
+        address = warmkernel._address(warmkernel.template_key(sys.executable, dict(os.environ)))
+        assert wait_until(lambda: not listening(address)), "the template kept taking requests"
         second = start(True, tmp_path)  # the old template takes no new kernel
         try:
             assert second.provisioner.warm
@@ -255,7 +265,21 @@ def test_a_request_for_another_python_is_refused_with_a_reason(own_template):
         request = {"argv": ["/bin/sh", "-m", "ipykernel_launcher"], "env": env, "cwd": "/"}
         socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
         reply = conn.recv(4096).decode()
-    assert reply.startswith("error ValueError: the kernel command names another Python")
+    assert reply.startswith("error ValueError: the command names another Python")
+
+
+def test_only_kernels_and_scoring_servers_are_forked(own_template):
+    env = dict(os.environ)
+    key = warmkernel.template_key(sys.executable, env)
+    km = start(True, Path.cwd())  # makes sure the template for this key runs
+    km.shutdown_kernel(now=True)
+    conn = warmkernel._connect(warmkernel._address(key), timeout=30)
+    assert conn is not None
+    with conn:
+        request = {"argv": [sys.executable, "-m", "http.server"], "env": env, "cwd": "/"}
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        reply = conn.recv(4096).decode()
+    assert reply.startswith("error ValueError: only python -m ipykernel_launcher or uvicorn")
 
 
 def test_the_template_key_covers_what_imports_can_read():
