@@ -246,6 +246,8 @@ def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, 
     own = client is None
     client = cluster_client(scheduler, n_workers) if own else client
     try:
+        # Workers start their kernels' template while they import papermill for the first item.
+        client.run(_prestart_template, env)  # returns at once: it does not wait for imports
         tag = secrets.token_hex(4)  # a new key per submission: never a cached earlier result
         futures = {
             client.submit(
@@ -269,6 +271,18 @@ def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, 
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _prestart_template(env: dict[str, str]) -> None:
+    """In a worker: start the warm template its items' kernels will use (see
+    :func:`mlops_helpers.warmkernel.prestart`), with the environment :func:`run_item` sets."""
+    from mlops_helpers import warmkernel
+    from mlops_helpers.config import apply_mlflow_env, mark_headless
+
+    os.environ.update(env)
+    apply_mlflow_env()
+    mark_headless()
+    warmkernel.prestart()
 
 
 def _mlflow_keys() -> tuple[str, ...]:

@@ -63,8 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {run_dir}", flush=True)
     start = time.perf_counter()
     results = runner.run_workbook(
-        notebooks, plan, run_dir, progress=not args.no_progress, jobs=args.jobs
-    )
+        notebooks, plan, run_dir, progress=not args.no_progress, jobs=args.jobs,
+        render=not args.no_report,
+    )  # fmt: skip
     print(runner.summary_table(results, wall=time.perf_counter() - start))
     if not args.no_report:
         print(f"report: {runner.write_report(results, run_dir)}")

@@ -27,6 +27,12 @@ KERNEL = "python3"
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
+# The notebooks that take longest headless (about 40 and 20 s; benchmarks/RESULTS.md).
+# Side by side they start first, so that both jobs end together: started in curriculum
+# order, 06 begins when half the workbook is done and runs alone at the end.
+START_FIRST = ("06_notebook_pipeline", "05_automated_deployment")
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter a notebook declares in its ``parameters`` cell."""
@@ -258,12 +264,16 @@ def run_workbook(
     run_dir: Path,
     progress: bool = True,
     jobs: int = 1,
+    render: bool = False,
 ) -> list[NotebookResult]:
-    """Run notebooks into ``run_dir``, ``jobs`` at a time, in order; results in that order.
+    """Run notebooks into ``run_dir``, ``jobs`` at a time; results in the order given.
 
     The notebooks are independent (each makes its own data and models), so two can run
-    at once: one waits on a server or a kernel while the other computes. After a failure
-    nothing new starts; the notebooks not started are reported as skipped.
+    at once: one waits on a server or a kernel while the other computes. With more than
+    one job the notebooks of :data:`START_FIRST` start first, the rest in order. After a
+    failure nothing new starts; the notebooks not started are reported as skipped. With
+    ``render``, each executed notebook is rendered to HTML beside it (``page``) once it
+    ends, for :func:`write_report`.
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -273,6 +283,10 @@ def run_workbook(
     results: dict[Path, NotebookResult] = {}
     bar = tqdm(total=len(notebooks), desc="workbook", unit="nb", disable=not progress)
     queue = list(notebooks)
+    if jobs > 1:
+        first = [nb for name in START_FIRST for nb in queue if nb.stem == name]
+        queue = first + [nb for nb in queue if nb not in first]
+    finished: list[NotebookResult] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         running: dict = {}
         while queue or running:
@@ -280,36 +294,43 @@ def run_workbook(
             while queue and len(running) < jobs and not failed:
                 nb = queue.pop(0)
                 running[pool.submit(_run_one, nb, run_dir / nb.name, plan.get(nb, {}))] = nb
+            # Render what finished while the next notebooks already run (about 0.7 s each),
+            # not all at the end and not before a job takes its next notebook.
+            _render(finished)
             if not running:
                 break
             bar.set_postfix_str(", ".join(nb.stem for nb in running.values()))
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                results[running.pop(future)] = future.result()
+                results[running.pop(future)] = result = future.result()
+                if render:
+                    finished.append(result)
                 bar.update(1)
+    _render(finished)
     bar.close()
     for nb in queue:
         results[nb] = NotebookResult(nb.stem, "skipped", 0.0)
     return [results[nb] for nb in notebooks]
 
 
-def _run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> NotebookResult:
-    """Execute one notebook and time it; a failure is a result, not an exception.
+def _render(finished: list[NotebookResult]) -> None:
+    """Render each finished notebook's executed copy to HTML, then forget them."""
+    for result in finished:
+        if result.output is not None and result.output.is_file():
+            result.page = render_html(result.output)
+    finished.clear()
 
-    The executed notebook is rendered to HTML here, while other notebooks still run,
-    rather than all at the end of the run (about 0.7 s each, on the run's critical path).
-    """
+
+def _run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> NotebookResult:
+    """Execute one notebook and time it; a failure is a result, not an exception."""
     start = time.perf_counter()
     try:
         execute_notebook(notebook, output, parameters)
-        result = NotebookResult(notebook.stem, "ok", time.perf_counter() - start, output)
+        return NotebookResult(notebook.stem, "ok", time.perf_counter() - start, output)
     except Exception as exc:  # noqa: BLE001 - reported per notebook, run stops
-        result = NotebookResult(
+        return NotebookResult(
             notebook.stem, "failed", time.perf_counter() - start, output, describe_failure(exc)
         )
-    if output.is_file():
-        result.page = render_html(output)
-    return result
 
 
 def summary_table(results: list[NotebookResult], wall: float | None = None) -> str:

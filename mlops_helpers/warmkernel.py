@@ -129,6 +129,14 @@ PER_RUN = frozenset(
         "PAGER",
         "TERM",
         "PYDEVD_USE_FRAME_EVAL",  # read by debugpy, which the template does not load
+        # what a scoring server's environment adds (the venv's bin first on PATH; no
+        # preloaded library looks anything up on PATH when it is imported)
+        "PATH",
+        "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT",
+        # a terminal's size (pytest sets it in notebook 08's runs), read when printing
+        "COLUMNS",
+        "LINES",
+        "__DASK_PARENT_PID",  # a Dask worker's nanny
         "PWD",
         "OLDPWD",
         "SHLVL",
@@ -305,6 +313,25 @@ def _start_template(executable: str, env: dict[str, str], key: str) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def prestart(env: dict[str, str] | None = None) -> bool:
+    """Start the template that a kernel started here with ``env`` would use, without
+    waiting for it, so that its imports overlap with this process's own start-up work (a
+    Dask worker before its first item). Returns whether a template was started."""
+    if not active():
+        return False
+    env = dict(os.environ if env is None else env)
+    key = template_key(sys.executable, env)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.bind(_address(key))  # free: no template serves this key yet
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    _start_template(sys.executable, env, key)
+    return True
 
 
 def fork(

@@ -301,3 +301,20 @@ def test_streams_are_passed_as_popen_would_or_refused():
     fds = warmkernel._streams({"stdout": subprocess.DEVNULL})
     assert os.readlink(f"/proc/self/fd/{fds[1]}") == os.devnull
     assert warmkernel._streams({"stdout": subprocess.PIPE}) is None  # a pipe to read: usual way
+
+
+def test_prestart_starts_the_template_once_without_waiting(own_template, monkeypatch):
+    monkeypatch.setenv(warmkernel.PROVISIONER_ENV, warmkernel.PROVISIONER)
+    monkeypatch.setenv(TAG_ENV, own_template + "-prestart")  # a key nothing has used
+    address = warmkernel._address(warmkernel.template_key(sys.executable, dict(os.environ)))
+    assert not listening(address)
+    assert warmkernel.prestart() is True
+    assert wait_until(lambda: listening(address)), "the template did not start"
+    assert warmkernel.prestart() is False  # one template per key
+    km = start(True, Path.cwd())  # and the kernel comes from it
+    try:
+        assert km.provisioner.warm
+    finally:
+        km.shutdown_kernel(now=True)
+    for pid in templates_with(own_template + "-prestart"):
+        os.kill(pid, signal.SIGTERM)

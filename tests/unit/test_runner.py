@@ -172,7 +172,7 @@ def test_headless_runs_use_warm_kernels_and_render_each_notebook(tmp_path, monke
     nb = make_notebook(tmp_path / "50_parent.ipynb", "seed: int = 1", parent)
     out = tmp_path / "run"
     out.mkdir()
-    [result] = runner.run_workbook([nb], {}, out, progress=False)
+    [result] = runner.run_workbook([nb], {}, out, progress=False, render=True)
     assert result.status == "ok" and result.page == "50_parent.html"
     assert (out / "50_parent.html").is_file()
     printed = stdout_of(out / "50_parent.ipynb")
@@ -182,6 +182,22 @@ def test_headless_runs_use_warm_kernels_and_render_each_notebook(tmp_path, monke
     [result] = runner.run_workbook([nb], {}, out, progress=False)
     printed = stdout_of(out / "50_parent.ipynb")
     assert result.status == "ok" and warmkernel.MODULE not in printed
+
+
+def test_with_two_jobs_the_longest_notebooks_start_first_and_results_keep_their_order(
+    tmp_path,
+):
+    log = tmp_path / "started.txt"
+    note = f"import pathlib, time\nwith open({str(log)!r}, 'a') as f: f.write(name + '\\n')"
+    names = ["00_start_here", "03_automated_etl", "05_automated_deployment", "06_notebook_pipeline"]
+    books = [make_notebook(tmp_path / f"{n}.ipynb", f"name = {n!r}", note) for n in names]
+    out = tmp_path / "run"
+    out.mkdir()
+    results = runner.run_workbook(books, {}, out, progress=False, jobs=2)
+    assert [r.notebook for r in results] == names
+    assert all(r.status == "ok" for r in results)
+    started = log.read_text().split()
+    assert set(started[:2]) == {"06_notebook_pipeline", "05_automated_deployment"}
 
 
 def test_jobs_below_one_is_refused(tmp_path):
