@@ -47,7 +47,7 @@ BENCHMARKS = [
     (
         "Batch of 8 runs on 2 workers against a sequential papermill loop",
         "batch_speedup.py",
-        [],
+        ["--repeats", "3"],
         ["--repeats", "1"],
     ),
     (

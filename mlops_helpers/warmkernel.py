@@ -137,6 +137,14 @@ PER_RUN = frozenset(
         "COLUMNS",
         "LINES",
         "__DASK_PARENT_PID",  # a Dask worker's nanny
+        "MLOPS_TRACKING_URI",  # mlops-workbook --tracking-uri (our package: never preloaded)
+        # set by the preloaded libraries when imported (scikit-learn for Intel's OpenMP,
+        # MLflow for Spark): a caller that has imported them has these, one that has not
+        # does not; every forked process gets them, as importing would (_IMPORTS_SET)
+        "KMP_DUPLICATE_LIB_OK",
+        "KMP_INIT_AT_FORK",
+        "SPARK_LOCAL_IP",
+        "PYARROW_IGNORE_TIMEZONE",
         "PWD",
         "OLDPWD",
         "SHLVL",
@@ -491,6 +499,8 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        for name, value in _IMPORTS_SET.items():
+            os.environ.setdefault(name, value)
         # The template runs as ``python -m mlops_helpers.warmkernel``; the process imports
         # the package afresh, under its own environment.
         for name in [m for m in sys.modules if m.split(".")[0] == "mlops_helpers"]:
@@ -525,6 +535,9 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os._exit(code)
 
 
+_IMPORTS_SET: dict[str, str] = {}  # in a template: what its imports set in os.environ
+
+
 def _peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)[1]
@@ -555,9 +568,13 @@ def serve(key: str) -> None:
     listener.listen(64)
     import importlib
 
+    before = dict(os.environ)
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # what the imports put in the environment (scikit-learn's KMP_* settings): a fresh
+    # process that imports the same libraries has it too
+    _IMPORTS_SET.update({k: v for k, v in os.environ.items() if before.get(k) != v})
 
     draining = False
 

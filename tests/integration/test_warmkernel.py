@@ -50,6 +50,7 @@ print(json.dumps({
     "pandas max_columns default": (pd.reset_option("display.max_columns"), pd.get_option("display.max_columns"))[1],
     "matplotlib backend": matplotlib.get_backend(),
     "helpers imported": sorted(m for m in sys.modules if m.startswith("mlops_helpers")),
+    "set by importing scikit-learn": (__import__("sklearn"), os.environ.get("KMP_INIT_AT_FORK"))[1],
 }))
 """
 
@@ -114,15 +115,16 @@ def parent_command(pid: int) -> str:
     return Path(f"/proc/{parent_pid(pid)}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-def start(warm: bool, cwd: Path, **env: str) -> KernelManager:
-    """A kernel started as nbval starts one (stderr to /dev/null), warm or the usual way."""
+def start(warm: bool, cwd: Path, drop: tuple[str, ...] = (), **env: str) -> KernelManager:
+    """A kernel started as nbval starts one (stderr to /dev/null), warm or the usual way,
+    with this environment less ``drop`` and plus ``env``."""
     os.environ[warmkernel.SWITCH] = "1" if warm else "0"
     try:
         km = KernelManager(kernel_name=runner.KERNEL)
         with open(os.devnull, "w") as devnull:
             km.start_kernel(
                 cwd=str(cwd),
-                env={**os.environ, **env},
+                env={**{k: v for k, v in os.environ.items() if k not in drop}, **env},
                 stderr=devnull,
                 extra_arguments=runner.KERNEL_ARGS,
             )
@@ -152,7 +154,9 @@ def run(km: KernelManager, code: str, timeout: float = 60) -> tuple[str, dict]:
 def test_a_forked_kernel_is_set_up_as_a_fresh_kernel_is(own_template, tmp_path):
     reports, managers = {}, {}
     for warm in (False, True):
-        km = managers[warm] = start(warm, tmp_path, PROBE_VALUE="from the caller")
+        km = managers[warm] = start(
+            warm, tmp_path, drop=("KMP_INIT_AT_FORK",), PROBE_VALUE="from the caller"
+        )
         try:
             text, reply = run(km, PROBE)
             assert reply["status"] == "ok", reply
@@ -254,31 +258,27 @@ def test_a_draining_template_keeps_its_kernels_and_ends_after_them(own_template,
     assert wait_until(lambda: not alive(old)), "the drained template did not end"
 
 
-def test_a_request_for_another_python_is_refused_with_a_reason(own_template):
+def ask_template(argv: list[str]) -> str:
+    """Send the running template of this environment a request for ``argv``; its answer."""
     env = dict(os.environ)
-    key = warmkernel.template_key(sys.executable, env)
     km = start(True, Path.cwd())  # makes sure the template for this key runs
     km.shutdown_kernel(now=True)
-    conn = warmkernel._connect(warmkernel._address(key), timeout=30)
+    address = warmkernel._address(warmkernel.template_key(sys.executable, env))
+    conn = warmkernel._connect(address, timeout=30)
     assert conn is not None
     with conn:
-        request = {"argv": ["/bin/sh", "-m", "ipykernel_launcher"], "env": env, "cwd": "/"}
+        request = {"argv": argv, "env": env, "cwd": "/"}
         socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
-        reply = conn.recv(4096).decode()
+        return conn.recv(4096).decode()
+
+
+def test_a_request_for_another_python_is_refused_with_a_reason(own_template):
+    reply = ask_template(["/bin/sh", "-m", "ipykernel_launcher"])
     assert reply.startswith("error ValueError: the command names another Python")
 
 
 def test_only_kernels_and_scoring_servers_are_forked(own_template):
-    env = dict(os.environ)
-    key = warmkernel.template_key(sys.executable, env)
-    km = start(True, Path.cwd())  # makes sure the template for this key runs
-    km.shutdown_kernel(now=True)
-    conn = warmkernel._connect(warmkernel._address(key), timeout=30)
-    assert conn is not None
-    with conn:
-        request = {"argv": [sys.executable, "-m", "http.server"], "env": env, "cwd": "/"}
-        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
-        reply = conn.recv(4096).decode()
+    reply = ask_template([sys.executable, "-m", "http.server"])
     assert reply.startswith("error ValueError: only python -m ipykernel_launcher or uvicorn")
 
 
