@@ -160,7 +160,7 @@ FORKABLE = (KERNEL_MODULE, SERVER_MODULE)
 
 
 class WarmStartUnavailable(RuntimeError):
-    """The template process could not start this kernel; the caller starts it the usual way."""
+    """The template process could not start this process; the caller starts it the usual way."""
 
 
 def supported() -> bool:
@@ -309,7 +309,8 @@ def _connect(address: str, timeout: float) -> socket.socket | None:
 
 
 def _start_template(executable: str, env: dict[str, str], key: str) -> None:
-    template_env = {k: v for k, v in env.items() if not _per_run(k)}
+    # nothing of one run (its workspace, its store) in the shared template's environment
+    template_env = {k: v for k, v in env.items() if not _per_run(k) or k == "PATH"}
     template_env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     subprocess.Popen(
         # the blank argument reserves room for each forked process's own command line
