@@ -74,13 +74,12 @@ class ServerProcess:
         folder = self.log_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            forked = None
+            self.process = None
             if warmkernel.forks(self.command):
                 with contextlib.suppress(warmkernel.WarmStartUnavailable):
                     streams = (warmkernel.devnull(), log.fileno(), log.fileno())
-                    forked = warmkernel.fork(self.command, self.env, str(folder), streams)
-            self.process = forked
-            if forked is None:
+                    self.process = warmkernel.fork(self.command, self.env, str(folder), streams)
+            if self.process is None:
                 self.process = subprocess.Popen(
                     self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder,

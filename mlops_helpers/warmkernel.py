@@ -224,6 +224,11 @@ def template_key(executable: str, env: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:20]
 
 
+def _stat(pid: int | str = "self") -> list[str]:
+    """The fields of /proc/PID/stat after the command name: [0] is field 3 (state)."""
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _address(key: str) -> str:
     # Linux abstract namespace: no file to clean up, gone when the template exits, and a
     # second template racing to bind the same key fails instead of replacing the first.
@@ -273,7 +278,7 @@ class ForkedProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+                raise subprocess.TimeoutExpired(f"process {self.pid}", timeout)
             time.sleep(0.02)
         return self.returncode  # type: ignore[return-value]
 
@@ -309,9 +314,11 @@ def _connect(address: str, timeout: float) -> socket.socket | None:
 
 
 def _start_template(executable: str, env: dict[str, str], key: str) -> None:
-    # nothing of one run (its workspace, its store) in the shared template's environment
-    template_env = {k: v for k, v in env.items() if not _per_run(k) or k == "PATH"}
-    template_env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # what its key covers, and PATH: nothing of one run (its workspace, its store) in the
+    # shared template's environment
+    template_env = _keyed_env(env)
+    if "PATH" in env:
+        template_env["PATH"] = env["PATH"]
     subprocess.Popen(
         # the blank argument reserves room for each forked process's own command line
         [executable, "-m", MODULE, key, " " * COMMAND_ROOM],
@@ -456,6 +463,8 @@ def __getattr__(name: str) -> Any:
 
 # ------------------------------------------------------------------------- template side
 
+_IMPORTS_SET: dict[str, str] = {}  # in a template: what its imports set in os.environ
+
 
 def _show_command(argv: list[str]) -> None:
     """Make ``ps``, ``pgrep`` and /proc/PID/cmdline show the command this process stands
@@ -463,7 +472,7 @@ def _show_command(argv: list[str]) -> None:
     the template reserved for it (what setproctitle does)."""
     import ctypes
 
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat()
     start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end
     data = b"\0".join(a.encode() for a in argv)[: end - start - 1]
     ctypes.memmove(start, data.ljust(end - start, b"\0"), end - start)
@@ -536,9 +545,6 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os._exit(code)
 
 
-_IMPORTS_SET: dict[str, str] = {}  # in a template: what its imports set in os.environ
-
-
 def _peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)[1]
@@ -556,9 +562,9 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
 
 
 def serve(key: str) -> None:
-    """The template process: bind, import, then fork one kernel per request.
+    """The template process: bind, import, then fork one process per request.
 
-    Ends 60 s after its last kernel, or on SIGTERM once its kernels have ended (it stops
+    Ends 60 s after its last process, or on SIGTERM once its processes have ended (it stops
     taking requests at once; a new request starts a new template).
     """
     listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -588,46 +594,46 @@ def serve(key: str) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, drain)
-    kernels: dict[int, socket.socket] = {}  # pid -> the caller's connection
+    children: dict[int, socket.socket] = {}  # pid -> its caller's connection
     last_busy = time.monotonic()
     while True:
-        _reap(kernels)
+        _reap(children)
         if draining and listener is not None:
             listener.close()
             listener = None
-        if not kernels and (listener is None or time.monotonic() - last_busy > IDLE_SECONDS):
+        if not children and (listener is None or time.monotonic() - last_busy > IDLE_SECONDS):
             return
-        waiting = [wake_r, *kernels.values(), *([listener] if listener else [])]
-        timeout = None if kernels else max(0.0, IDLE_SECONDS - (time.monotonic() - last_busy))
+        waiting = [wake_r, *children.values(), *([listener] if listener else [])]
+        timeout = None if children else max(0.0, IDLE_SECONDS - (time.monotonic() - last_busy))
         ready, _, _ = select.select(waiting, [], [], timeout)
         if wake_r in ready:
             os.read(wake_r, 4096)
-        for pid, conn in list(kernels.items()):
+        for pid, conn in list(children.items()):
             if conn in ready and _caller_gone(conn):
-                # the caller went away without shutting its kernel down: as ipykernel's
-                # parent poller would, end the kernel (and what it started)
+                # the caller went away without stopping its process: as ipykernel's parent
+                # poller would for a kernel, end it (and what it started)
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
         if listener is not None and listener in ready:
             conn, _ = listener.accept()
-            child = _fork_for(conn, listener, kernels, (wake_r, wake_w))
+            child = _fork_for(conn, listener, children, (wake_r, wake_w))
             if child:
-                kernels[child] = conn
+                children[child] = conn
             last_busy = time.monotonic()
-        if kernels:
+        if children:
             last_busy = time.monotonic()
 
 
-def _reap(kernels: dict[int, socket.socket]) -> None:
-    """Collect ended kernels and send each caller its kernel's exit code."""
-    while kernels:
+def _reap(children: dict[int, socket.socket]) -> None:
+    """Collect ended children and send each caller its process's exit code."""
+    while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        conn = kernels.pop(pid, None)
+        conn = children.pop(pid, None)
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
@@ -646,11 +652,11 @@ def _caller_gone(conn: socket.socket) -> bool:
 def _fork_for(
     conn: socket.socket,
     listener: socket.socket,
-    kernels: dict[int, socket.socket],
+    children: dict[int, socket.socket],
     pipe: tuple[int, int],
 ) -> int:
-    """Serve one request: fork the kernel and answer ``pid N``, or answer ``error ...``
-    (the caller then starts its kernel the usual way). Returns the kernel's pid or 0."""
+    """Serve one request: fork the process and answer ``pid N``, or answer ``error ...``
+    (the caller then starts it the usual way). Returns the child's pid or 0."""
     fds: list[int] = []
     try:
         if _peer_uid(conn) != os.getuid():
@@ -658,7 +664,7 @@ def _fork_for(
         conn.settimeout(10)
         request, fds = _receive(conn)
         if len(fds) != 3:
-            raise ValueError("expected the kernel's three standard streams")
+            raise ValueError("expected the three standard streams")
         argv = request["argv"]
         if os.path.realpath(argv[0]) != os.path.realpath(sys.executable):
             raise ValueError("the command names another Python")
@@ -667,7 +673,7 @@ def _fork_for(
         pid = os.fork()
         if pid == 0:
             listener.close()
-            for other in kernels.values():
+            for other in children.values():
                 other.close()
             conn.close()
             for fd in pipe:
@@ -695,13 +701,14 @@ def templates() -> list[int]:
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int(_stat(entry.name)[1])
             owner = entry.stat().st_uid
         except (OSError, ValueError, IndexError):
             continue
         if owner == os.getuid() and argv[1:3] == [b"-m", MODULE.encode()] and len(argv) > 3:
             commands[int(entry.name)] = (b" ".join(argv), ppid)
-    # a forked kernel keeps its template's command line; its parent is that template
+    # a forked process whose command line could not be rewritten (_show_command) still
+    # shows its template's; its parent is that template
     return [
         pid
         for pid, (command, ppid) in commands.items()
@@ -711,8 +718,7 @@ def templates() -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and of its ended children it has collected."""
-    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(f) for f in fields[11:15])
+    ticks = sum(int(f) for f in _stat(pid)[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
