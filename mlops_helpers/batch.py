@@ -185,12 +185,16 @@ def _execute(item: Item, folder: Path) -> str:
 
 
 def cluster_client(scheduler: str | None = None, n_workers: int | None = None):
-    """A Dask client: on ``scheduler`` if given, else a LocalCluster of processes on loopback."""
+    """A Dask client: on ``scheduler`` if given, else a LocalCluster of processes on loopback
+    (whose workers start their kernels warm, :func:`mlops_helpers.warmkernel.enable_here`)."""
     from dask.distributed import Client, LocalCluster
+
+    from mlops_helpers import warmkernel
 
     if scheduler:
         return Client(scheduler, timeout="10s")
     workers = n_workers or max(1, os.cpu_count() or 1)
+    warmkernel.enable_here()  # before the workers start: they inherit it
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host=HOST,
         dashboard_address=f"{HOST}:0", silence_logs=40,

@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mlops-workbook``."""
     args = build_parser().parse_args(argv)
     # Kernels this command starts, and the kernels those start, fork from a warm template
-    # (mlops_helpers.warmkernel). A learner's JupyterLab kernels never do.
+    # (mlops_helpers.warmkernel), from templates that outlive it by up to a minute.
     from mlops_helpers import warmkernel
 
     warmkernel.enable()

@@ -65,12 +65,13 @@ class ServerProcess:
     def start(self) -> None:
         """Start the process group and wait until it is ready; stop it on any failure.
 
-        It runs in its log's folder. In a headless run, a scoring server (``python -m
-        uvicorn``) is forked from a warm template (:mod:`mlops_helpers.warmkernel`)
-        instead, with the same command, environment, folder and log.
+        It runs in its log's folder. A scoring server (``python -m uvicorn``) is forked
+        from a warm template (:mod:`mlops_helpers.warmkernel`) instead, with the same
+        command, environment, folder and log, unless warm starts are off.
         """
         from mlops_helpers import warmkernel
 
+        warmkernel.enable_here()
         folder = self.log_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:

@@ -224,9 +224,13 @@ def describe_failure(exc: Exception) -> str:
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
-    """Execute one notebook with papermill (kernel ``python3``, cwd = notebooks folder)."""
+    """Execute one notebook with papermill (kernel ``python3``, cwd = notebooks folder),
+    in a warm kernel unless warm starts are off (:func:`mlops_helpers.warmkernel.enable_here`)."""
     import papermill
 
+    from mlops_helpers import warmkernel
+
+    warmkernel.enable_here()
     apply_mlflow_env()
     mark_headless()
     papermill.execute_notebook(

@@ -79,33 +79,63 @@ def configure_tracking(tracking_uri: str | None = None, experiment: str = "workb
             "use an absolute path: sqlite:////abs/path/mlflow.db"
         )
     mlflow.set_tracking_uri(uri)
-    with store_lock(uri):
-        _seed_new_store(mlflow, uri)
-        experiment_id = ensure_experiment(experiment)
+    _ensure_store(mlflow, uri)
+    experiment_id = ensure_experiment(experiment)  # safe in parallel: see its last lines
     mlflow.set_experiment(experiment_id=experiment_id)
     return uri
 
 
-@contextlib.contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive file lock next to a sqlite store (no-op for other URIs).
+def _ensure_store(mlflow, uri: str) -> None:
+    """Make sure a sqlite store exists with MLflow's schema, made by one process at a time.
 
     MLflow creates and migrates the sqlite schema on first use. Parallel runs (a batch,
     notebooks on Dask) that open a fresh store at once race through the migrations and
-    leave it broken ("duplicate column name: step"); the lock makes them take turns.
-    Later writes are safe: MLflow sets a 20 s sqlite busy timeout on every session.
+    leave it broken ("duplicate column name: step"), so the store is made under an
+    exclusive lock (:func:`store_lock`). A process that finds it made (its schema version
+    recorded, read under a shared lock that waits for a maker) opens it without taking a
+    turn: opening a made store only reads, and eight parallel runs no longer queue for
+    about a second each. Later writes are safe: MLflow sets a 20 s sqlite busy timeout on
+    every session.
     """
+    db = _sqlite_path(uri)
+    if db is None:
+        return
+    with store_lock(uri, shared=True):
+        if _schema_version(db) is not None:
+            return
+    with store_lock(uri):
+        if _schema_version(db) is None:  # nobody made it while we waited
+            _make_store(mlflow, db)
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, shared: bool = False) -> Iterator[None]:
+    """Hold a file lock next to a sqlite store (no-op for other URIs): exclusive to make
+    the store, ``shared`` to look at it while nobody makes it."""
     db = _sqlite_path(uri)
     if db is None:
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(f"{db.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _schema_version(db: Path) -> str | None:
+    """The MLflow schema revision a sqlite store records; None for no store or one whose
+    schema was never made."""
+    if not db.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -115,18 +145,18 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
-def _seed_new_store(mlflow, uri: str) -> None:
-    """With a store template set (the tests) and a sqlite store not yet made: copy the
-    template there, or, when there is none yet, let MLflow create and migrate the store
-    and keep it as the template before anything is written into it (it then holds only
-    MLflow's ``Default`` experiment, which the workbook does not use)."""
-    template, db = os.environ.get(STORE_TEMPLATE_ENV), _sqlite_path(uri)
-    if not template or db is None or db.exists():
-        return
-    if Path(template).is_file():
+def _make_store(mlflow, db: Path) -> None:
+    """Let MLflow create and migrate the sqlite store ``db``. With a store template set
+    (the tests): copy the template there instead, or, when there is none yet, keep the new
+    store as the template before anything is written into it (it then holds only MLflow's
+    ``Default`` experiment, which the workbook does not use)."""
+    template = os.environ.get(STORE_TEMPLATE_ENV)
+    if template and not db.exists() and Path(template).is_file():
         _sqlite_copy(Path(template), db)
-    else:
-        mlflow.MlflowClient().get_experiment("0")  # MLflow creates and migrates it now
+        return
+    fresh = not db.exists()
+    mlflow.MlflowClient().get_experiment("0")  # MLflow creates and migrates it now
+    if template and fresh:
         _sqlite_copy(db, Path(template))
 
 

@@ -16,10 +16,15 @@ provisioner* (registered under :data:`PROVISIONER` in ``pyproject.toml``). :func
 makes it the default provisioner of this process and of the processes it starts (kernels,
 Dask workers), so papermill, nbclient and nbval use it without other changes; for
 servers, :class:`mlops_helpers.processes.ServerProcess` asks :func:`fork` when
-:func:`active`. The ``mlops-workbook`` command and the test session enable it. JupyterLab,
-the papermill command, ``make notebooks`` (:func:`disabled`) and anything else started
-outside them start processes the usual way, and so does what a learner's kernel starts
-(notebook 06's pipeline, 05's servers, in JupyterLab).
+:func:`active`. The ``mlops-workbook`` command and the test session enable it; their
+templates end 60 s after their last process (the test session ends them at its end).
+
+Elsewhere the kernel or script itself starts the usual way: JupyterLab's kernels, the
+papermill command's, ``make notebooks`` (:func:`disabled`: the committed outputs come from
+fresh kernels). What such a process then starts through the workbook's helpers (notebook
+06's pipeline and batch, 05's scoring servers, run from a learner's kernel) is warm too
+(:func:`enable_here`), from templates *owned* by that process: they end when it ends, so a
+learner's kernel leaves nothing running after it stops or restarts.
 
 What keeps a forked process the same as a fresh one:
 
@@ -37,9 +42,9 @@ What keeps a forked process the same as a fresh one:
   decided at import because the template is not a kernel (:func:`_as_in_a_kernel`).
 - A template serves only its own user (``SO_PEERCRED``), forks only the two commands of
   :data:`FORKABLE`, has one thread when it forks, exits 60 s after its last process
-  (at once on SIGTERM, once its processes have ended), and kills a process whose caller
-  has gone (the connection the caller holds for it closes), as ipykernel's parent poller
-  would for a kernel.
+  (at once on SIGTERM or when its owner ends, once its processes have ended), and kills
+  a process whose caller has gone (the connection the caller holds for it closes), as
+  ipykernel's parent poller would for a kernel.
 
 One difference remains: a warning a library prints while it is imported (tqdm's
 "IProgress not found" from ``import mlflow``) was printed in the template, so it does not
@@ -73,6 +78,9 @@ PROVISIONER = "mlops-warm-provisioner"
 MODULE = "mlops_helpers.warmkernel"  # what the template process runs (``python -m``)
 SWITCH = "MLOPS_WORKBOOK_WARM_KERNELS"
 PROVISIONER_ENV = "JUPYTER_DEFAULT_PROVISIONER_NAME"  # read by jupyter_client
+# "PID:START" of the process whose templates end when it ends (enable_here); START is the
+# process's start time (/proc/PID/stat), so a reused pid is never mistaken for the owner.
+OWNER_ENV = "MLOPS_WORKBOOK_WARM_OWNER"
 
 # Imported once in the template. Third-party only; no matplotlib backend (see above).
 PRELOAD = (
@@ -184,6 +192,31 @@ def enable() -> bool:
     return True
 
 
+def enable_here() -> bool:
+    """Warm starts for what this process starts through the workbook's helpers, when no
+    ``mlops-workbook`` command or test session enabled them already: a learner's kernel in
+    JupyterLab, a kernel the papermill command started, a script. The templates started
+    from here and from the processes it starts (a Dask cluster's workers) are owned by this
+    process and end when it ends. Called by :func:`mlops_helpers.runner.execute_notebook`,
+    :func:`mlops_helpers.batch.cluster_client` and
+    :meth:`mlops_helpers.processes.ServerProcess.start`. Returns whether warm starts are on."""
+    if active():
+        return True
+    if not enabled():
+        return False
+    os.environ[OWNER_ENV] = _identity(os.getpid())
+    return enable()
+
+
+def _identity(pid: int) -> str:
+    return f"{pid}:{_stat(pid)[19]}"  # field 22: start time, in clock ticks since boot
+
+
+def _owner(env: dict[str, str]) -> str | None:
+    """Whose lifetime the templates for ``env`` share: its owner, else this process's."""
+    return env.get(OWNER_ENV) or os.environ.get(OWNER_ENV) or None
+
+
 @contextlib.contextmanager
 def disabled():
     """Kernels started inside start the usual way (``make notebooks``: the committed
@@ -217,6 +250,7 @@ def template_key(executable: str, env: dict[str, str]) -> str:
     stamp = {
         "executable": os.path.realpath(executable),
         "env": sorted(_keyed_env(env).items()),
+        "owner": _owner(env),  # an owned template serves only its owner's processes
         "site": site.stat().st_mtime_ns if site.exists() else 0,
         "module": Path(__file__).stat().st_mtime_ns,
         "preload": PRELOAD,
@@ -321,7 +355,7 @@ def _start_template(executable: str, env: dict[str, str], key: str) -> None:
         template_env["PATH"] = env["PATH"]
     subprocess.Popen(
         # the blank argument reserves room for each forked process's own command line
-        [executable, "-m", MODULE, key, " " * COMMAND_ROOM],
+        [executable, "-m", MODULE, key, _owner(env) or "-", " " * COMMAND_ROOM],
         env=template_env,
         cwd="/",
         stdin=subprocess.DEVNULL,
@@ -561,12 +595,16 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return json.loads(data), fds
 
 
-def serve(key: str) -> None:
+def serve(key: str, owner: str | None = None) -> None:
     """The template process: bind, import, then fork one process per request.
 
-    Ends 60 s after its last process, or on SIGTERM once its processes have ended (it stops
-    taking requests at once; a new request starts a new template).
+    Ends 60 s after its last process, or on SIGTERM or when its ``owner`` ("PID:START")
+    ends, once its processes have ended (it stops taking requests at once; a new request
+    starts a new template).
     """
+    owner_fd = _watch(owner) if owner else None
+    if owner and owner_fd is None:
+        return  # the owner has ended already
     listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(_address(key))
@@ -604,10 +642,17 @@ def serve(key: str) -> None:
         if not children and (listener is None or time.monotonic() - last_busy > IDLE_SECONDS):
             return
         waiting = [wake_r, *children.values(), *([listener] if listener else [])]
+        if owner_fd is not None:
+            waiting.append(owner_fd)
         timeout = None if children else max(0.0, IDLE_SECONDS - (time.monotonic() - last_busy))
         ready, _, _ = select.select(waiting, [], [], timeout)
         if wake_r in ready:
             os.read(wake_r, 4096)
+        if owner_fd is not None and owner_fd in ready:  # the owner has ended
+            os.close(owner_fd)
+            owner_fd = None
+            drain()
+            continue
         for pid, conn in list(children.items()):
             if conn in ready and _caller_gone(conn):
                 # the caller went away without stopping its process: as ipykernel's parent
@@ -622,6 +667,23 @@ def serve(key: str) -> None:
             last_busy = time.monotonic()
         if children:
             last_busy = time.monotonic()
+
+
+def _watch(owner: str) -> int | None:
+    """A pidfd on the owner process (readable once it ends); None if it has ended."""
+    try:
+        pid = int(owner.split(":")[0])
+        fd = os.pidfd_open(pid)
+    except (OSError, ValueError):
+        return None
+    try:
+        same = _identity(pid) == owner  # checked after pidfd_open: not a reused pid
+    except (OSError, IndexError):
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _reap(children: dict[int, socket.socket]) -> None:
@@ -738,4 +800,5 @@ def drain_all(wait: float = 0.0) -> list[int]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], None if sys.argv[2] == "-" else sys.argv[2])
+    os._exit(0)  # nothing to flush; tearing down the preloaded modules takes about a second

@@ -318,3 +318,51 @@ def test_prestart_starts_the_template_once_without_waiting(own_template, monkeyp
         km.shutdown_kernel(now=True)
     for pid in templates_with(own_template + "-prestart"):
         os.kill(pid, signal.SIGTERM)
+
+
+def test_a_learners_kernel_owns_its_templates_and_they_end_with_it(own_template, tmp_path):
+    # A process no mlops-workbook command or test session started (a kernel in JupyterLab):
+    # what it starts through the helpers is warm, from a template that ends with it.
+    script = (
+        "import os\n"
+        "from jupyter_client.manager import KernelManager\n"
+        "from mlops_helpers import warmkernel\n"
+        "assert not warmkernel.active()\n"
+        "on = warmkernel.enable_here()\n"
+        "km = KernelManager(kernel_name='python3')\n"
+        "km.start_kernel()\n"
+        "template = int(warmkernel._stat(km.provisioner.pid)[1])\n"
+        "command = open(f'/proc/{template}/cmdline', 'rb').read().split(b'\\0')\n"
+        "print(on, km.provisioner.warm, km.provisioner.pid, template, os.getpid(), flush=True)\n"
+        "print(command[2].decode(), command[4].decode(), flush=True)\n"
+        "os._exit(0)  # the kernel is not shut down: a learner's kernel that was killed\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (warmkernel.PROVISIONER_ENV, warmkernel.OWNER_ENV)
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        check=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    on, warm, kernel, template, owner, module, owned_by = done.stdout.split()
+    assert (on, warm) == ("True", "True")
+    assert module == warmkernel.MODULE
+    assert owned_by.startswith(f"{owner}:"), "the template names its owner"
+    assert wait_until(lambda: not alive(int(kernel)), 10), "the kernel outlived its owner"
+    assert wait_until(lambda: not alive(int(template)), 10), "the template outlived its owner"
+    assert time.monotonic() - started < warmkernel.IDLE_SECONDS / 2  # not its idle timeout
+
+
+def test_enable_here_keeps_a_session_that_is_already_warm_unowned(monkeypatch):
+    monkeypatch.setenv(warmkernel.PROVISIONER_ENV, warmkernel.PROVISIONER)
+    monkeypatch.delenv(warmkernel.OWNER_ENV, raising=False)
+    assert warmkernel.enable_here() is True
+    assert warmkernel.OWNER_ENV not in os.environ  # its templates keep their idle timeout
+    env = {"PATH": "/usr/bin"}
+    owned = {**env, warmkernel.OWNER_ENV: "1:2"}
+    assert warmkernel.template_key(sys.executable, owned) != warmkernel.template_key(
+        sys.executable, env
+    ), "an owned template serves only its owner's processes"

@@ -19,7 +19,7 @@ import nbformat
 import psutil
 
 from mlops_helpers.processes import HOST, ServerProcess, free_port, venv_env
-from mlops_helpers.warmkernel import PROVISIONER_ENV
+from mlops_helpers.warmkernel import OWNER_ENV, PROVISIONER_ENV
 
 BROWSER_ENV = "MLOPS_BROWSER"
 SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -106,8 +106,11 @@ class JupyterLab:
         env["MLOPS_WORKBOOK_HOME"] = str(self.workspace)
         # The test session starts its own kernels warm (mlops_helpers.warmkernel); JupyterLab
         # starts them the usual way, as for a learner, so Run All here is the one run of
-        # every notebook in fresh kernels.
-        for key in ("JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP", PROVISIONER_ENV):
+        # every notebook in a fresh kernel. What those kernels start through the workbook's
+        # helpers is warm, from templates that end with the kernel (_shut_down checks it).
+        for key in (
+            "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP", PROVISIONER_ENV, OWNER_ENV
+        ):  # fmt: skip
             env.pop(key, None)
         return env
 
