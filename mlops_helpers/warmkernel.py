@@ -18,13 +18,15 @@ Dask workers), so papermill, nbclient and nbval use it without other changes; fo
 servers, :class:`mlops_helpers.processes.ServerProcess` asks :func:`fork` when
 :func:`active`. The ``mlops-workbook`` command and the test session enable it; their
 templates end 60 s after their last process (the test session ends them at its end).
+``make lab`` (:mod:`mlops_helpers.lab`) enables it in JupyterLab, with templates *owned* by
+JupyterLab: they end when it ends.
 
-Elsewhere the kernel or script itself starts the usual way: JupyterLab's kernels, the
-papermill command's, ``make notebooks`` (:func:`disabled`: the committed outputs come from
-fresh kernels). What such a process then starts through the workbook's helpers (notebook
-06's pipeline and batch, 05's scoring servers, run from a learner's kernel) is warm too
-(:func:`enable_here`), from templates *owned* by that process: they end when it ends, so a
-learner's kernel leaves nothing running after it stops or restarts.
+A process started elsewhere (plain ``jupyter lab``'s kernels, the papermill command's, a
+script) starts the usual way itself, but what it starts through the workbook's helpers
+(notebook 06's pipeline and batch, 05's scoring servers) is warm (:func:`enable_here`),
+from templates owned by that process, so a kernel leaves nothing running after it stops or
+restarts. ``make notebooks`` (:func:`disabled`) starts everything the usual way: the
+committed outputs come from fresh kernels.
 
 What keeps a forked process the same as a fresh one:
 
@@ -194,8 +196,9 @@ def enable() -> bool:
 
 def enable_here() -> bool:
     """Warm starts for what this process starts through the workbook's helpers, when no
-    ``mlops-workbook`` command or test session enabled them already: a learner's kernel in
-    JupyterLab, a kernel the papermill command started, a script. The templates started
+    ``mlops-workbook`` command, test session or ``make lab`` enabled them already (a kernel
+    of plain ``jupyter lab`` or of the papermill command, a script), and for JupyterLab in
+    :mod:`mlops_helpers.lab`. The templates started
     from here and from the processes it starts (a Dask cluster's workers) are owned by this
     process and end when it ends. Called by :func:`mlops_helpers.runner.execute_notebook`,
     :func:`mlops_helpers.batch.cluster_client` and

@@ -4,6 +4,7 @@ the way a learner would (clear outputs, run all, save, shut the kernel down)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
+from mlops_helpers import warmkernel
 from mlops_helpers.processes import HOST, ServerProcess, free_port, venv_env
 from mlops_helpers.warmkernel import OWNER_ENV, PROVISIONER_ENV
 
@@ -104,10 +106,9 @@ class JupyterLab:
         }
         env = venv_env({key: str(self.state / sub) for key, sub in dirs.items()})
         env["MLOPS_WORKBOOK_HOME"] = str(self.workspace)
-        # The test session starts its own kernels warm (mlops_helpers.warmkernel); JupyterLab
-        # starts them the usual way, as for a learner, so Run All here is the one run of
-        # every notebook in a fresh kernel. What those kernels start through the workbook's
-        # helpers is warm, from templates that end with the kernel (_shut_down checks it).
+        # JupyterLab starts as make lab starts it (mlops_helpers.lab): its kernels, and what
+        # they start through the workbook's helpers, are forked from warm templates that it
+        # owns, not from the test session's.
         for key in (
             "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP", PROVISIONER_ENV, OWNER_ENV
         ):  # fmt: skip
@@ -124,7 +125,7 @@ class JupyterLab:
         """Start the server and wait until its API answers (its log is shown if it never does)."""
         self._write_settings()
         command = [
-            sys.executable, "-m", "jupyterlab", "--no-browser",
+            sys.executable, "-m", "mlops_helpers.lab", "--no-browser",
             f"--ServerApp.ip={HOST}", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
             "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",
@@ -160,6 +161,19 @@ class JupyterLab:
             return psutil.Process(self.server.process.pid).children(recursive=True)
         except (psutil.NoSuchProcess, AttributeError):
             return []
+
+    def kernel_is_warm(self, notebook: str) -> bool | None:
+        """Whether the notebook's kernel was forked from a warm template (None: not found)."""
+        session = self.session(notebook)
+        if not session:
+            return None
+        connection_file = f"kernel-{session['kernel']['id']}.json"
+        templates = set(warmkernel.templates())
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                if any(arg.endswith(connection_file) for arg in proc.cmdline()):
+                    return proc.ppid() in templates
+        return None
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log."""
@@ -234,6 +248,7 @@ class LabRun:
 
     notebook: str
     kernel: str = ""
+    warm: bool | None = None  # its kernel forked from a warm template (None: not found)
     cells: list[dict] = field(default_factory=list)  # CELLS_JS, after the run
     saved: nbformat.NotebookNode | None = None  # the notebook as JupyterLab saved it
     seconds: float = 0.0  # from Run All to the last cell's end
@@ -261,6 +276,7 @@ def run_in_lab(page, lab: JupyterLab, notebook: str, screenshot: Path) -> LabRun
     try:
         _open(page, lab, notebook)
         run.kernel = _wait_kernel_started(lab, notebook)
+        run.warm = lab.kernel_is_warm(notebook)
         _wait_kernel_idle(page)
         click_menu(page, "Edit", "Clear Outputs of All Cells")
         leftover = sum(len(c["outputs"]) for c in page.evaluate(CELLS_JS, PANEL))
@@ -374,7 +390,9 @@ def _shut_down(page, lab: JupyterLab, notebook: str) -> list[str]:
     """Kernel > Shut Down Kernel; problems if its session stays or anything it started
     (a scoring server, a Dask worker) outlives it. Leftovers are killed either way."""
     problems = []
-    started = lab.processes()
+    # JupyterLab's warm templates serve all its kernels and end with it (JupyterLab.stop)
+    templates = set(warmkernel.templates())
+    started = [p for p in lab.processes() if p.pid not in templates]
     try:
         click_menu(page, "Kernel", "Shut Down Kernel")
     except Exception as exc:  # the page may be broken; the REST call below still cleans up
