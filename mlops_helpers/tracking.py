@@ -41,6 +41,7 @@ from mlops_helpers.processes import (
 )
 from mlops_helpers.training import FEATURES, TrainResult
 
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"  # read by ``mlflow server``
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 
 
@@ -282,7 +283,14 @@ class TrackingServer(LoopbackServer):
         self.server = None
 
     def start(self) -> TrackingServer:
-        """Start ``mlflow server`` and wait until ``/health`` answers."""
+        """Start ``mlflow server`` and wait until ``/health`` answers.
+
+        Without MLflow's job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`` unless
+        set): by default the server also starts a job runner and eight huey consumers for
+        GenAI jobs, each importing MLflow (about 13 s of CPU per start, nine processes more),
+        and the workbook runs no MLflow jobs. Set the variable to ``true`` to have them."""
+        env = venv_env()
+        env.setdefault(JOB_EXECUTION_ENV, "false")
         command = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
             "--port", str(self.port), "--backend-store-uri", self.backend_uri,
@@ -294,7 +302,7 @@ class TrackingServer(LoopbackServer):
             command,
             f"{self.url}/health",
             self.artifacts.parent / f"server-{self.port}.log",
-            venv_env(),
+            env,
             self.ready_timeout,
         )
         self.server.start()

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 
 import mlflow
+import psutil
 import pytest
 
 from mlops_helpers import config, tracking
@@ -87,6 +88,9 @@ def test_eight_parallel_runs_on_a_tracking_server_all_recorded(monkeypatch, tmp_
     monkeypatch.setenv(config.HOME_ENV, str(ws))
     with tracking.TrackingServer() as server:
         assert server.url.startswith("http://127.0.0.1:")
+        started = psutil.Process(server.process.pid).children(recursive=True)
+        commands = [" ".join(p.cmdline()[1:3]) for p in started]
+        assert commands == ["-m uvicorn"], "one uvicorn worker, no MLflow job runners"
 
         run_ids = log_in_parallel(server.url, str(ws))
 
