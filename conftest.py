@@ -40,7 +40,7 @@ def pytest_unconfigure(config):
 
 
 # Longest work first, so that under `pytest -n 2 --dist loadscope --no-loadscope-reorder`
-# (make test) the browser test, one scope of about four minutes, starts at once on one
+# (make test) the browser test, one scope of about two minutes, starts at once on one
 # worker while the other worker takes everything else, instead of starting halfway
 # through and running alone at the end. Within a scope the order is unchanged.
 LONGEST_FIRST = ("tests/lab/", "notebooks/", "tests/integration/", "tests/notebooks/")

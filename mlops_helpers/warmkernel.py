@@ -198,11 +198,13 @@ def enable_here() -> bool:
     """Warm starts for what this process starts through the workbook's helpers, when no
     ``mlops-workbook`` command, test session or ``make lab`` enabled them already (a kernel
     of plain ``jupyter lab`` or of the papermill command, a script), and for JupyterLab in
-    :mod:`mlops_helpers.lab`. The templates started
-    from here and from the processes it starts (a Dask cluster's workers) are owned by this
-    process and end when it ends. Called by :func:`mlops_helpers.runner.execute_notebook`,
+    :mod:`mlops_helpers.lab`. The templates started from here and from the processes it
+    starts (a Dask cluster's workers) are owned by this process and end when it ends.
+
+    Called by :func:`mlops_helpers.runner.execute_notebook`,
     :func:`mlops_helpers.batch.cluster_client` and
-    :meth:`mlops_helpers.processes.ServerProcess.start`. Returns whether warm starts are on."""
+    :meth:`mlops_helpers.processes.ServerProcess.start`. Returns whether warm starts are on.
+    """
     if active():
         return True
     if not enabled():
