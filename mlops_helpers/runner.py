@@ -223,9 +223,20 @@ def describe_failure(exc: Exception) -> str:
     return f"{where}: {ename}: {evalue}".strip()
 
 
+# What jupyter_client raises when a kernel ends before answering, before any cell ran.
+KERNEL_NEVER_READY = "Kernel died before replying to kernel_info"
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
     """Execute one notebook with papermill (kernel ``python3``, cwd = notebooks folder),
-    in a warm kernel unless warm starts are off (:func:`mlops_helpers.warmkernel.enable_here`)."""
+    in a warm kernel unless warm starts are off (:func:`mlops_helpers.warmkernel.enable_here`).
+
+    A kernel that dies before it answers is started once more: jupyter_client picks free
+    TCP ports for a kernel in this process and the kernel binds them a moment later, so
+    another process starting up at the same time (a Dask worker, another kernel) can take
+    one first ("Address already in use"). No cell has run then; a kernel that fails twice
+    raises as before.
+    """
     import papermill
 
     from mlops_helpers import warmkernel
@@ -233,18 +244,25 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
     warmkernel.enable_here()
     apply_mlflow_env()
     mark_headless()
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=parameters,
-        kernel_name=KERNEL,
-        # The kernel starts in the notebooks folder. Not papermill's cwd=, which chdirs the
-        # whole process: two notebooks run in threads would leave it in the wrong folder.
-        resources={"metadata": {"path": str(notebooks_dir())}},
-        progress_bar=False,
-        log_output=False,
-        extra_arguments=KERNEL_ARGS,
-    )
+    for attempt in (1, 2):
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=KERNEL,
+                # The kernel starts in the notebooks folder. Not papermill's cwd=, which
+                # chdirs the whole process: two notebooks run in threads would leave it in
+                # the wrong folder.
+                resources={"metadata": {"path": str(notebooks_dir())}},
+                progress_bar=False,
+                log_output=False,
+                extra_arguments=KERNEL_ARGS,
+            )
+            return
+        except RuntimeError as exc:
+            if attempt == 2 or KERNEL_NEVER_READY not in str(exc):
+                raise
 
 
 def progress_bar():

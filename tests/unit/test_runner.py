@@ -216,3 +216,36 @@ def test_the_curriculum_maps_exactly_the_notebooks_of_the_workbook():
     assert list(runner.CURRICULUM) == [p.stem for p in runner.list_notebooks()]
     assert all(c.level in {"-", "0", "1", "1-2", "2"} for c in runner.CURRICULUM.values())
     assert all(5 <= c.minutes <= 60 for c in runner.CURRICULUM.values())
+
+
+@pytest.mark.parametrize(
+    ("failures", "message", "calls", "raises"),
+    [
+        (1, runner.KERNEL_NEVER_READY, 2, False),  # a port taken at start: the retry runs it
+        (2, runner.KERNEL_NEVER_READY, 2, True),  # a kernel that cannot start: no loop
+        (1, "Kernel didn't respond in 60 seconds", 1, True),  # not a start that died
+    ],
+)
+def test_a_kernel_that_dies_before_answering_is_started_once_more(
+    tmp_path, monkeypatch, failures, message, calls, raises
+):
+    # papermill is replaced here because the failure it stands for, another process taking
+    # a kernel's port between jupyter_client picking it and the kernel binding it, cannot be
+    # produced on demand; the retry around it is what is tested.
+    import papermill
+
+    seen = []
+
+    def execute(*args, **kwargs):
+        seen.append(kwargs["kernel_name"])
+        if len(seen) <= failures:
+            raise RuntimeError(message)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    nb = make_notebook(tmp_path / "60_any.ipynb", "seed: int = 1", "x = 1")
+    if raises:
+        with pytest.raises(RuntimeError, match=message.split(" in ")[0]):
+            runner.execute_notebook(nb, tmp_path / "out.ipynb", {})
+    else:
+        runner.execute_notebook(nb, tmp_path / "out.ipynb", {})
+    assert seen == [runner.KERNEL] * calls
