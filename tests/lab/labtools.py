@@ -21,7 +21,6 @@ import psutil
 
 from mlops_helpers import warmkernel
 from mlops_helpers.processes import HOST, ServerProcess, free_port, venv_env
-from mlops_helpers.warmkernel import OWNER_ENV, PROVISIONER_ENV
 
 BROWSER_ENV = "MLOPS_BROWSER"
 SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -110,7 +109,8 @@ class JupyterLab:
         # they start through the workbook's helpers, are forked from warm templates that it
         # owns, not from the test session's.
         for key in (
-            "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP", PROVISIONER_ENV, OWNER_ENV
+            "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP",
+            warmkernel.PROVISIONER_ENV, warmkernel.OWNER_ENV,
         ):  # fmt: skip
             env.pop(key, None)
         return env
