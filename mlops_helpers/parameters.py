@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_helpers.data import FAULTS
+from mlops_helpers.errors import WorkbookInputError
 
 
-class ParameterError(ValueError):
+class ParameterError(WorkbookInputError, ValueError):
     """A notebook or CLI parameter has the wrong type or value."""
 
 
@@ -26,6 +27,26 @@ class Rule:
     kind: type
     describe: str
     accepts: Callable[[Any], bool] = lambda value: True
+
+
+# One rule for every name that becomes a folder or a file name in the workspace
+# (experiment, model, pipeline, grid, step, run): no separators, no "..", no absolute
+# path, nothing hidden, so a name can never point outside the workspace.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+NAME_RULE = "a name of 1 to 64 letters, digits, '-' and '_', starting with a letter or digit"
+
+
+def is_name(value: object) -> bool:
+    """True when ``value`` is a str that may become a folder name in the workspace."""
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+
+
+def check_name(what: str, value: object) -> str:
+    """Return ``value`` if it is a valid name (:data:`NAME_RULE`); else raise ParameterError
+    naming ``what`` (e.g. ``"--experiment"``, ``"pipeline name"``) and the value."""
+    if not is_name(value):
+        raise ParameterError(f"{what} must be {NAME_RULE}, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def _iso_day(value: str) -> bool:
@@ -48,21 +69,13 @@ RULES: dict[str, Rule] = {
     "C": Rule(float, "a float greater than 0", lambda v: v > 0),
     "max_iter": Rule(int, "an int from 10 to 10000", lambda v: 10 <= v <= 10_000),
     "test_fraction": Rule(float, "a float from 0.05 to 0.5", lambda v: 0.05 <= v <= 0.5),
-    "experiment": Rule(str, "a non-empty name", lambda v: bool(v.strip())),
-    "model_name": Rule(
-        str,
-        "a non-empty name of letters, digits, '-' and '_'",
-        lambda v: re.fullmatch(r"[A-Za-z0-9_-]+", v) is not None,
-    ),
+    "experiment": Rule(str, NAME_RULE, lambda v: is_name(v)),
+    "model_name": Rule(str, NAME_RULE, lambda v: is_name(v)),
     "show_plots": Rule(bool, "True or False"),
     "n_workers": Rule(int, "an int from 1 to 64", lambda v: 1 <= v <= 64),
     "run_deploy": Rule(bool, "True or False"),
     "show_solutions": Rule(bool, "True or False"),
-    "run_name": Rule(
-        str,
-        "a folder name of letters, digits, '-' and '_'",
-        lambda v: re.fullmatch(r"[A-Za-z0-9_-]+", v) is not None,
-    ),
+    "run_name": Rule(str, NAME_RULE, lambda v: is_name(v)),
 }
 
 

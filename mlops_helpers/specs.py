@@ -8,10 +8,12 @@ from typing import Any
 
 import yaml
 
+from mlops_helpers.errors import WorkbookInputError
+
 LINE = "__line__"
 
 
-class SpecError(ValueError):
+class SpecError(WorkbookInputError, ValueError):
     """A pipeline or grid file is wrong; the message names the file, the line and the fix."""
 
 
