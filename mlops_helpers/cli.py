@@ -43,6 +43,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port from 1 to 65535, or a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a port from 1 to 65535, got {text!r}; leave it out to pick a free one"
+        )
+    return value
+
+
 def _selected(names: list[str]) -> list[Path]:
     from mlops_helpers import runner
 
