@@ -42,19 +42,24 @@ What keeps a forked process the same as a fresh one:
   session, folder, ``os.environ``, ``sys.argv``, ``sys.path[0]``, standard streams,
   numpy's global random state (``random`` reseeds itself on fork), and what a library
   decided at import because the template is not a kernel (:func:`_as_in_a_kernel`).
-- A template serves only its own user (``SO_PEERCRED``), forks only the two commands of
-  :data:`FORKABLE`, has one thread when it forks, exits 60 s after its last process
-  (at once on SIGTERM or when its owner ends, once its processes have ended), and kills
-  a process whose caller has gone (the connection the caller holds for it closes), as
-  ipykernel's parent poller would for a kernel.
+- A template serves only its own user (``SO_PEERCRED``), and a caller talks only to a
+  template of its own user: the socket's name is visible to every local user, who could
+  bind it once a template has ended, so before it sends anything (its environment, its
+  streams) the caller checks who listens (``SO_PEERCRED`` on its side), and it takes the
+  ``pid N`` answer only for a process of its own user whose parent is that template.
+- A template forks only the two commands of :data:`FORKABLE`, has one thread when it
+  forks, exits 60 s after its last process (at once on SIGTERM or when its owner ends,
+  once its processes have ended), and kills a process whose caller has gone (the
+  connection the caller holds for it closes, however the caller ends), as ipykernel's
+  parent poller would for a kernel.
 
 One difference remains: a warning a library prints while it is imported (tqdm's
 "IProgress not found" from ``import mlflow``) was printed in the template, so it does not
 reach the notebook.
 
 If anything about a launch does not fit (not Linux, no pidfd, another command, a stream
-that is a pipe) or the template cannot be reached, the process starts the usual way:
-warm starts change how long a start takes, never whether it works.
+that is a pipe) or the template cannot be reached or is not this user's, the process
+starts the usual way: warm starts change how long a start takes, never whether it works.
 ``MLOPS_WORKBOOK_WARM_KERNELS=0`` turns them off.
 """
 
@@ -283,10 +288,10 @@ class ForkedProcess:
 
     stdin = stdout = stderr = None
 
-    def __init__(self, conn: socket.socket, pid: int) -> None:
+    def __init__(self, conn: socket.socket, pid: int, pidfd: int) -> None:
         self._conn = conn
         self.pid = pid
-        self._pidfd = os.pidfd_open(pid)
+        self._pidfd = pidfd  # a pidfd on ``pid``, owned (and closed once) by this handle
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -332,10 +337,14 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
     def _close(self) -> None:
+        """Close the pidfd and the connection, once: poll() and __del__ both call this, and
+        a second os.close of the number would close whatever file was opened under it since."""
+        pidfd, self._pidfd = self._pidfd, -1
+        if pidfd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(pidfd)
         with contextlib.suppress(OSError):
-            os.close(self._pidfd)
-        with contextlib.suppress(OSError):
-            self._conn.close()
+            self._conn.close()  # a socket object closes its descriptor once
 
     def __del__(self) -> None:
         self._close()
@@ -350,6 +359,32 @@ def _connect(address: str, timeout: float) -> socket.socket | None:
     except OSError:
         sock.close()
         return None
+
+
+def _template_of_ours(conn: socket.socket) -> int:
+    """The pid of the process listening at the other end of ``conn``, a process of this
+    user; WarmStartUnavailable when another user holds the name (nothing sent to it)."""
+    pid, uid = _peer(conn)
+    if uid != os.getuid():
+        raise WarmStartUnavailable(
+            f"the template's socket is held by another user (uid {uid}), not by a template"
+        )
+    return pid
+
+
+def _open_child(pid: int, template: int) -> int:
+    """A pidfd on ``pid`` if it is a process of this user forked by ``template``;
+    WarmStartUnavailable otherwise (a reply naming some other process is not trusted)."""
+    pidfd = os.pidfd_open(pid)  # first: /proc/PID below is then this process, not a reuse
+    try:
+        parent = int(_stat(pid)[1])
+        owner = os.stat(f"/proc/{pid}").st_uid
+    except (OSError, ValueError, IndexError):
+        parent = owner = -1
+    if parent != template or owner != os.getuid():
+        os.close(pidfd)
+        raise WarmStartUnavailable(f"the template answered pid {pid}, not a process it forked")
+    return pidfd
 
 
 def _start_template(executable: str, env: dict[str, str], key: str) -> None:
@@ -406,6 +441,7 @@ def fork(
         if conn is None:
             raise WarmStartUnavailable("the kernel template process did not start")
     try:
+        template = _template_of_ours(conn)  # before anything is sent
         request = json.dumps({"argv": cmd, "env": env, "cwd": cwd}).encode() + b"\n"
         socket.send_fds(conn, [request], list(streams))
         reply = b""
@@ -416,8 +452,13 @@ def fork(
             reply += chunk
         if not reply.startswith(b"pid "):
             raise WarmStartUnavailable(reply.decode(errors="replace").strip())
+        pid = int(reply.split()[1])
+        pidfd = _open_child(pid, template)
         conn.settimeout(None)
-        return ForkedProcess(conn, int(reply.split()[1]))
+        return ForkedProcess(conn, pid, pidfd)
+    except WarmStartUnavailable:
+        conn.close()
+        raise
     except (OSError, ValueError) as exc:
         conn.close()
         raise WarmStartUnavailable(str(exc)) from exc
@@ -584,9 +625,11 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os._exit(code)
 
 
-def _peer_uid(conn: socket.socket) -> int:
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """The pid and uid of the process at the other end of a Unix socket (the kernel's word)."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -726,7 +769,7 @@ def _fork_for(
     (the caller then starts it the usual way). Returns the child's pid or 0."""
     fds: list[int] = []
     try:
-        if _peer_uid(conn) != os.getuid():
+        if _peer(conn)[1] != os.getuid():
             raise PermissionError("the caller is another user")
         conn.settimeout(10)
         request, fds = _receive(conn)

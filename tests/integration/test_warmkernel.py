@@ -7,12 +7,16 @@ other test sets, and the template key covers the environment.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -366,3 +370,152 @@ def test_enable_here_keeps_a_session_that_is_already_warm_unowned(monkeypatch):
     assert warmkernel.template_key(sys.executable, owned) != warmkernel.template_key(
         sys.executable, env
     ), "an owned template serves only its owner's processes"
+
+
+NOBODY = 65534  # another local user, played by a forked child (the tests run as root)
+
+
+def impostor(address: str, ready_w: int, stop_r: int, report_w: int) -> None:
+    """In a forked child: become another user, bind ``address`` and record what callers
+    send (bytes, descriptors) until ``stop_r`` closes; the record goes to ``report_w``."""
+    code = 1
+    try:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        seen = {"uid": os.getuid(), "connections": 0, "bytes": 0, "fds": 0}
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        listener.listen(8)
+        os.write(ready_w, b"x")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([listener, stop_r], [], [], 1)
+            if stop_r in ready:
+                break
+            if listener in ready:
+                conn, _ = listener.accept()
+                seen["connections"] += 1
+                conn.settimeout(5)
+                with conn, contextlib.suppress(OSError):
+                    while True:  # until the caller closes, or sent a whole request
+                        data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 16)
+                        seen["bytes"] += len(data)
+                        seen["fds"] += len(fds)
+                        for fd in fds:
+                            os.close(fd)
+                        if not data or data.endswith(b"\n"):
+                            break
+        os.write(report_w, json.dumps(seen).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def test_a_template_name_held_by_another_user_gets_nothing_and_the_kernel_still_starts(
+    own_template, monkeypatch, tmp_path
+):
+    monkeypatch.setenv(TAG_ENV, own_template + "-impostor")  # a key no template serves yet
+    monkeypatch.setenv("PROBE_VALUE", "a secret of the caller")  # what it must never see
+    address = warmkernel._address(warmkernel.template_key(sys.executable, dict(os.environ)))
+    (ready_r, ready_w), (stop_r, stop_w), (report_r, report_w) = os.pipe(), os.pipe(), os.pipe()
+    child = os.fork()
+    if child == 0:
+        for fd in (ready_r, stop_w, report_r):  # the parent's ends: stop_w's close must reach us
+            os.close(fd)
+        impostor(address, ready_w, stop_r, report_w)  # does not return
+    for fd in (ready_w, stop_r, report_w):
+        os.close(fd)
+    try:
+        assert os.read(ready_r, 1) == b"x", "the other user could not bind the name"
+        km = start(True, tmp_path)
+        try:
+            assert run(km, "print(6 * 7)")[0].strip() == "42"
+            assert km.provisioner.warm is False, "started by the other user's listener"
+            assert parent_pid(km.provisioner.pid) == os.getpid()  # the usual way
+        finally:
+            km.shutdown_kernel(now=True)
+    finally:
+        os.close(stop_w)
+        report = os.read(report_r, 4096)
+        os.waitpid(child, 0)
+        for fd in (ready_r, report_r):
+            os.close(fd)
+    seen = json.loads(report)
+    assert seen["uid"] == NOBODY
+    assert seen["connections"] >= 1, "the run never tried the name: the test proves nothing"
+    assert (seen["bytes"], seen["fds"]) == (0, 0), f"the other user received {seen}"
+
+
+@contextlib.contextmanager
+def answering(address: str, answer: str):
+    """A listener of this user at ``address`` (not a template) that answers every request
+    with ``answer``."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(8)
+    listener.settimeout(30)
+
+    def serve_one() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 16)
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(answer.encode())
+                conn.recv(1)  # until the caller closes
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(timeout=30)
+        listener.close()
+
+
+def test_a_pid_answer_naming_a_process_the_template_did_not_fork_is_refused(
+    own_template, monkeypatch
+):
+    monkeypatch.setenv(TAG_ENV, own_template + "-liar")
+    env = dict(os.environ)
+    address = warmkernel._address(warmkernel.template_key(sys.executable, env))
+    cmd = [sys.executable, "-m", warmkernel.KERNEL_MODULE]
+    # the listener is this process: a process it did not fork (our parent) is refused...
+    refused = pytest.raises(warmkernel.WarmStartUnavailable, match="not a process it forked")
+    with answering(address, f"pid {os.getppid()}\n"), refused:
+        warmkernel.fork(cmd, env, "/")
+    # ...one it did fork (a child of this process) is taken
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        with answering(address, f"pid {child.pid}\n"):
+            handle = warmkernel.fork(cmd, env, "/")
+            assert handle.pid == child.pid and handle.poll() is None
+            handle._close()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_descriptor_opened_after_a_handle_closed_survives_the_handle():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    ours, template_side = socket.socketpair()
+    handle = warmkernel.ForkedProcess(ours, child.pid, os.pidfd_open(child.pid))
+    number = handle._pidfd
+    template_side.sendall(b"exit 0\n")  # what the template sends when it reaps the process
+    assert handle.wait(timeout=30) == 0  # poll() saw it end and closed the pidfd
+    reused = os.open(os.devnull, os.O_RDONLY)  # a file opened since, under the same number
+    if reused != number:
+        os.dup2(reused, number, inheritable=False)
+        os.close(reused)
+    try:
+        handle.poll()
+        del handle
+        gc.collect()
+        assert os.readlink(f"/proc/self/fd/{number}") == os.devnull, "closed by the old handle"
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(number)
+        template_side.close()
+        child.wait()
