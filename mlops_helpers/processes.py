@@ -1,5 +1,6 @@
 """Long-running server processes (scoring server, tracking server): started in their own
-process group on 127.0.0.1, ready when a health URL answers, log kept, stopped whole."""
+process group on 127.0.0.1, ready when a health URL answers, log kept, stopped whole, and
+never outliving the process that started them."""
 
 from __future__ import annotations
 
@@ -15,12 +16,57 @@ import urllib.request
 from pathlib import Path
 
 from mlops_helpers.config import MLFLOW_ENV
+from mlops_helpers.errors import WorkbookFailure, WorkbookInputError
 
 HOST = "127.0.0.1"
+STOPPED = b"stopped"  # the starter tells the watchdog it stopped the server itself
+
+# The watchdog (``python -I -S -c WATCHDOG PGID``, stdlib only, so it starts at once): its
+# stdin is the read end of a pipe whose only write end the starter holds, and the kernel
+# closes that end however the starter ends (kill -9 included). On end of file without
+# STOPPED it ends the server's whole process group, TERM then KILL. PR_SET_PDEATHSIG would
+# not do: it fires when the *thread* that forked ends, and never reaches grandchildren
+# (``mlflow server`` runs uvicorn as its child). It also leaves once the group is gone by
+# itself, so it never signals a process group id the system has since given to others.
+WATCHDOG = """
+import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+group = int(sys.argv[1])
+def gone():
+    try:
+        os.killpg(group, 0)
+        return False
+    except ProcessLookupError:
+        return True
+while not select.select([0], [], [], 0.5)[0]:
+    if gone():
+        sys.exit(0)
+try:
+    said = os.read(0, 16)
+except OSError:
+    said = b""
+if said:
+    sys.exit(0)
+for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    if gone():
+        break
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        break
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not gone():
+        time.sleep(0.05)
+"""
 
 
-class ServerError(RuntimeError):
+class ServerError(WorkbookFailure, RuntimeError):
     """A server could not be started or stopped; the message says why and what to do."""
+
+
+class PortInUse(ServerError, WorkbookInputError):
+    """The port asked for is taken: bad input (exit 2), and a server error for its callers."""
 
 
 def free_port() -> int:
@@ -31,12 +77,15 @@ def free_port() -> int:
 
 
 def check_port_free(port: int) -> None:
-    """Raise ServerError when ``port`` on 127.0.0.1 is taken."""
+    """Raise PortInUse when something listens on ``port`` on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the servers bind (uvicorn sets it): connections of a server that has ended,
+        # still in TIME_WAIT, do not make the port look taken
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
-            raise ServerError(
+            raise PortInUse(
                 f"port {port} on {HOST} is already in use; pass another port "
                 "(or none, to pick a free one) or stop what listens there"
             ) from None
@@ -61,13 +110,16 @@ class ServerProcess:
         self.what, self.command, self.health_url = what, command, health_url
         self.log_path, self.env, self.ready_timeout = log_path, env, ready_timeout
         self.process: subprocess.Popen | None = None
+        self._watchdog: tuple[subprocess.Popen, int] | None = None  # and our end of its pipe
 
     def start(self) -> None:
         """Start the process group and wait until it is ready; stop it on any failure.
 
-        It runs in its log's folder. A scoring server (``python -m uvicorn``) is forked
-        from a warm template (:mod:`mlops_helpers.warmkernel`) instead, with the same
-        command, environment, folder and log, unless warm starts are off.
+        It runs in its log's folder, and ends when this process ends, however it ends: a
+        watchdog process (:data:`WATCHDOG`) ends the group then. A scoring server
+        (``python -m uvicorn``) is forked from a warm template (:mod:`mlops_helpers.warmkernel`)
+        instead, with the same command, environment, folder and log, unless warm starts are
+        off; the template ends it when this process's connection to it closes.
         """
         from mlops_helpers import warmkernel
 
@@ -86,10 +138,40 @@ class ServerProcess:
                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder,
                 )  # fmt: skip
         try:
+            if not isinstance(self.process, warmkernel.ForkedProcess):
+                self._watch(self.process.pid)
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+
+    def _watch(self, group: int) -> None:
+        """Start the watchdog that ends process group ``group`` when this process ends."""
+        read_end, write_end = os.pipe()  # non-inheritable: no other child holds our end
+        try:
+            watchdog = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", WATCHDOG, str(group)],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # outside the server's group, and away from Ctrl-C
+            )  # fmt: skip
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        self._watchdog = (watchdog, write_end)
+
+    def _release_watchdog(self) -> None:
+        """Tell the watchdog the server was stopped here, and collect it."""
+        held, self._watchdog = self._watchdog, None
+        if held is None:
+            return
+        watchdog, write_end = held
+        with contextlib.suppress(OSError):  # it may have left already: the group was gone
+            os.write(write_end, STOPPED)
+        os.close(write_end)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watchdog.wait(timeout=5)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -111,10 +193,6 @@ class ServerProcess:
             f"Its log:\n{self.log_tail()}"
         )
 
-    def running(self) -> bool:
-        """True while the server process is alive."""
-        return self.process is not None and self.process.poll() is None
-
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log."""
         if not self.log_path.is_file():
@@ -127,6 +205,14 @@ class ServerProcess:
         proc, self.process = self.process, None
         if proc is None:
             return
+        try:
+            self._stop_group(proc)
+        finally:
+            self._release_watchdog()
+
+    @staticmethod
+    def _stop_group(proc: subprocess.Popen) -> None:
+        """SIGTERM then SIGKILL the group of ``proc``; return once the whole group is gone."""
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try:
                 os.killpg(proc.pid, sig)
