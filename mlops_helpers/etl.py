@@ -1,8 +1,13 @@
 """Extract, transform and load one day of raw extracts into a published partition.
 
-Publishing is atomic and idempotent: every file is written to a temporary name and
-renamed into place, the day's manifest is written last (a partition without a manifest
-is not published), and rerunning a day yields byte-identical files and fingerprints.
+Publishing is atomic and idempotent. The day's manifest is its commit point: it records
+the SHA-256 of every file of the day (data and quarantine), is renamed into place last
+(a partition without a manifest is not published), and every reader checks each file
+against it, so a write killed between two renames is reported, never read as a mix, and
+the next ``run_day`` republishes the day. Each file is written to a temporary name that
+carries its writer's pid, fsynced, renamed under the day's lock, and its folder fsynced;
+the next write of the day removes the temporary files of writers that are gone.
+Rerunning a day yields byte-identical files and fingerprints.
 
 Speed (issue 7; ``benchmarks/etl_throughput.py --breakdown`` prints where the time
 goes at 1M rows): the labels are joined by one sort that also gives the published row
@@ -13,11 +18,16 @@ checks the impressions, and hashes the raw files while the parquet file is writt
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
+import io
 import json
 import os
-from collections.abc import Callable
+import re
+import secrets
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +40,7 @@ import pyarrow.parquet as pq
 
 from mlops_helpers.config import ensure_workspace
 from mlops_helpers.data import RawDay, as_day, raw_day_dir, write_raw_dataset
+from mlops_helpers.errors import WorkbookInputError
 from mlops_helpers.validation import (
     QuarantineThresholdError,
     check_impressions,
@@ -39,6 +50,8 @@ from mlops_helpers.validation import (
 
 PIPELINE_VERSION = "1"
 MANIFEST = "_manifest.json"
+DATA_FILE = "part.parquet"
+QUARANTINE_FILE = "quarantine.parquet"
 OUTPUT_COLUMNS = (
     "impression_id",
     "ts",
@@ -57,6 +70,10 @@ OUTPUT_COLUMNS = (
 )
 
 _PLACEMENT_COLUMNS = ("site_category", "ad_format", "position")  # from the placements table
+
+
+class PartitionError(WorkbookInputError, ValueError):
+    """A published day whose files do not match its manifest; rerunning the day repairs it."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,11 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_bytes(content: bytes) -> str:
+    """The SHA-256 of bytes already in memory."""
+    return hashlib.sha256(content).hexdigest()
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -227,22 +249,109 @@ def partition_dir(out_root: Path, day: str | dt.date, area: str = "processed") -
     return Path(out_root) / area / f"day={as_day(day).isoformat()}"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(tmp)``, then rename over ``path``; on failure ``path`` is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+# A temp file is named ``.<name>.<pid>-<start>-<token>.tmp``: the writer's pid and start
+# time (so a reused pid is not taken for the writer) say whether its writer still lives.
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)(?:-(?P<start>\d+)-[0-9a-f]+)?\.tmp")
+
+
+def _process_start(pid: int) -> str | None:
+    """A live process's start time in clock ticks since boot, or None if gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _writer_alive(pid: int, start: str | None) -> bool:
+    """True unless the process that named a temp file is gone (or its pid is another's now)."""
+    if not Path("/proc/self/stat").is_file():  # no /proc (macOS): the pid alone tells
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # alive, another user's
+        return True
+    started = _process_start(pid)
+    return started is not None and start in (None, "0", started)
+
+
+def remove_dead_temps(folder: Path, name: str | None = None) -> list[str]:
+    """Remove the temp files in ``folder`` (for ``name``, or all) whose writer is gone."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(".*.tmp")):
+        found = _TEMP.fullmatch(tmp.name)
+        if found is None or name not in (None, found["name"]):
+            continue
+        if not _writer_alive(int(found["pid"]), found["start"]):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each parent fsynced so they last."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync(created.parent)
+
+
+@contextmanager
+def _staged(path: Path, write: Callable[[Path], None]) -> Iterator[Path]:
+    """A temp file next to ``path``, written by ``write`` and fsynced; removed unless renamed."""
+    _make_folder(path.parent)
+    pid = os.getpid()
+    tmp = path.with_name(
+        f".{path.name}.{pid}-{_process_start(pid) or 0}-{secrets.token_hex(4)}.tmp"
+    )
     try:
         write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _fsync(tmp)
+        yield tmp
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="snappy"))
+def _rename(tmp: Path, path: Path) -> None:
+    """Rename a staged file into place, then fsync its folder so the rename lasts."""
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+@contextmanager
+def _day_lock(out_root: Path, day: dt.date, exclusive: bool) -> Iterator[None]:
+    """Hold a day's lock: a writer renames its files alone, readers read together."""
+    fd = os.open(partition_dir(out_root, day), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)``, then rename over ``path``; on failure ``path`` is untouched."""
+    path = Path(path)
+    with _staged(path, write) as tmp:
+        remove_dead_temps(path.parent, path.name)
+        _rename(tmp, path)
+
+
+def day_files(out_root: Path, day: str | dt.date) -> dict[str, Path]:
+    """Every file published for a day, keyed by its path from ``out_root`` (as in the manifest)."""
+    paths = (partition_dir(out_root, day) / DATA_FILE, quarantine_path(out_root, day))
+    return {p.relative_to(out_root).as_posix(): p for p in paths}
 
 
 def load_day(
@@ -257,32 +366,45 @@ def _publish(
 ) -> DayReport:
     """``load_day``, with input fingerprints that may still be computing on another thread.
 
-    The data goes to its temporary file first (0.3 s at 1M rows) while they finish; then
-    the quarantine is published, then the data, then the manifest, as always. Should the
-    fingerprints fail, nothing is published.
+    Every file is staged first (the data while the fingerprints finish), so a failure
+    publishes nothing; then, under the day's lock, the dead writers' temp files go and the
+    quarantine, the data and last the manifest (with every file's SHA-256) are renamed.
     """
-    data_path = partition_dir(out_root, day) / "part.parquet"
-    table = pa.Table.from_pandas(result.table, preserve_index=False)
-    lineage: dict[str, str] = {}
-
-    def write_data(tmp: Path) -> None:
-        pq.write_table(table, tmp, compression="snappy")
-        lineage.update(inputs())
-        _write_parquet(result.quarantine.astype({"reason": "str"}), quarantine_path(out_root, day))
-
-    atomic_write(data_path, write_data)
-    report = DayReport(
-        day=day.isoformat(),
-        status="published",
-        rows_in=result.rows_in,
-        rows_out=len(result.table),
-        rows_quarantined=len(result.quarantine),
-        fingerprint=file_sha256(data_path),
-        inputs=lineage,
-        reasons=result.quarantine["reason"].value_counts().sort_index().to_dict(),
+    out_root = Path(out_root)
+    (data_name, data_path), (quarantine_name, quarantine_file) = day_files(out_root, day).items()
+    manifest_path = data_path.parent / MANIFEST
+    data = pa.Table.from_pandas(result.table, preserve_index=False)
+    quarantine = pa.Table.from_pandas(
+        result.quarantine.astype({"reason": "str"}), preserve_index=False
     )
-    manifest = json.dumps({"pipeline_version": PIPELINE_VERSION, **asdict(report)}, indent=2)
-    atomic_write(data_path.parent / MANIFEST, lambda tmp: tmp.write_text(manifest + "\n"))
+    with (
+        _staged(data_path, lambda tmp: pq.write_table(data, tmp, compression="snappy")) as data_tmp,
+        _staged(
+            quarantine_file, lambda tmp: pq.write_table(quarantine, tmp, compression="snappy")
+        ) as quarantine_tmp,
+    ):
+        files = {data_name: file_sha256(data_tmp), quarantine_name: file_sha256(quarantine_tmp)}
+        report = DayReport(
+            day=day.isoformat(),
+            status="published",
+            rows_in=result.rows_in,
+            rows_out=len(result.table),
+            rows_quarantined=len(result.quarantine),
+            fingerprint=files[data_name],
+            inputs=inputs(),
+            reasons=result.quarantine["reason"].value_counts().sort_index().to_dict(),
+        )
+        manifest = {"pipeline_version": PIPELINE_VERSION, **asdict(report), "files": files}
+        text = json.dumps(manifest, indent=2) + "\n"
+        with (
+            _staged(manifest_path, lambda tmp: tmp.write_text(text)) as manifest_tmp,
+            _day_lock(out_root, day, exclusive=True),
+        ):
+            for folder in (data_path.parent, quarantine_file.parent):
+                remove_dead_temps(folder)
+            _rename(quarantine_tmp, quarantine_file)
+            _rename(data_tmp, data_path)
+            _rename(manifest_tmp, manifest_path)
     return report
 
 
@@ -302,10 +424,69 @@ def input_fingerprints(raw_root: Path, day: dt.date) -> dict[str, str]:
     return {name: file_sha256(path) for name, path in files.items() if path.is_file()}
 
 
-def read_manifest(out_root: Path, day: str | dt.date) -> dict | None:
-    """A published day's manifest, or None when the day is not published."""
+def _fix(day: dt.date) -> str:
+    """What to do about a day whose files and manifest disagree."""
+    return f"rerun the ETL for that day (etl.run_day for {day.isoformat()}, force=True)"
+
+
+def _load_manifest(out_root: Path, day: dt.date) -> dict | None:
+    """A day's manifest as written, or None when there is none."""
     path = partition_dir(out_root, day) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise PartitionError(
+            f"day {day.isoformat()}: {path.parent.name}/{MANIFEST} is not a manifest this "
+            f"workbook wrote (broken, or from an older version without file fingerprints); "
+            f"{_fix(day)}"
+        )
+    return manifest
+
+
+def _verified(out_root: Path, day: dt.date, keep: str = "") -> tuple[dict, bytes] | None:
+    """A day's manifest, every file checked against it, and the bytes of file ``keep``.
+
+    Read under the day's shared lock, so a live writer's renames are never seen halfway;
+    a writer killed between two renames leaves files the manifest does not name.
+    """
+    if not partition_dir(out_root, day).is_dir():
+        return None
+    with _day_lock(out_root, day, exclusive=False):
+        manifest = _load_manifest(out_root, day)
+        if manifest is None:
+            return None
+        files, kept = day_files(out_root, day), b""
+        if set(manifest["files"]) != set(files):
+            raise PartitionError(
+                f"day {day.isoformat()}: its manifest lists {sorted(manifest['files'])}, not "
+                f"the day's files {sorted(files)}; {_fix(day)}"
+            )
+        for name, path in files.items():
+            try:
+                content = path.read_bytes() if name == keep else None
+                digest = file_sha256(path) if content is None else sha256_bytes(content)
+            except FileNotFoundError:
+                raise PartitionError(
+                    f"day {day.isoformat()}: {name} is missing although its manifest says the "
+                    f"day is published; {_fix(day)}"
+                ) from None
+            if digest != manifest["files"][name]:
+                raise PartitionError(
+                    f"day {day.isoformat()}: {name} does not match its manifest fingerprint "
+                    f"(a write was interrupted, or the file was changed); {_fix(day)}"
+                )
+            kept = kept if content is None else content
+        return manifest, kept
+
+
+def read_manifest(out_root: Path, day: str | dt.date) -> dict | None:
+    """A published day's manifest, its files checked; None when the day is not published."""
+    found = _verified(Path(out_root), as_day(day))
+    return found[0] if found else None
 
 
 def run_day(
@@ -317,8 +498,8 @@ def run_day(
 ) -> DayReport:
     """Run ETL for one day; skip it when its inputs and pipeline version are unchanged."""
     day = as_day(day)
-    manifest = None if force else read_manifest(out_root, day)
-    if manifest and _is_current(manifest, input_fingerprints(raw_root, day), out_root, day):
+    manifest = None if force else _current_manifest(raw_root, out_root, day)
+    if manifest:
         fields = {k: v for k, v in manifest.items() if k in DayReport.__dataclass_fields__}
         return DayReport(**{**fields, "status": "unchanged"})
     result = transform_day(
@@ -331,15 +512,21 @@ def run_day(
         return _publish(result, out_root, day, inputs.result)
 
 
-def _is_current(manifest: dict, inputs: dict[str, str], out_root: Path, day: dt.date) -> bool:
-    """True when the published day came from these inputs and this pipeline, intact."""
-    part = partition_dir(out_root, day) / "part.parquet"
-    return (
-        manifest["inputs"] == inputs
-        and manifest["pipeline_version"] == PIPELINE_VERSION
-        and part.is_file()
-        and file_sha256(part) == manifest["fingerprint"]
+def _current_manifest(raw_root: Path, out_root: Path, day: dt.date) -> dict | None:
+    """The day's manifest when it came from these inputs and this pipeline, every file intact.
+
+    A day whose files do not match its manifest (a killed write) is not current: rerun it.
+    """
+    try:
+        manifest = read_manifest(out_root, day)
+    except PartitionError:
+        return None
+    current = (
+        manifest is not None
+        and manifest.get("inputs") == input_fingerprints(raw_root, day)
+        and manifest.get("pipeline_version") == PIPELINE_VERSION
     )
+    return manifest if current else None
 
 
 def run_days(
@@ -359,29 +546,28 @@ def published_days(out_root: Path) -> list[str]:
     return sorted(p.parent.name.removeprefix("day=") for p in root.glob(f"day=*/{MANIFEST}"))
 
 
+def _read_published(out_root: Path, day: str | dt.date, area: str) -> pd.DataFrame:
+    """One file of a published day (``processed`` or ``quarantine``), checked first."""
+    day, out_root = as_day(day), Path(out_root)
+    name = next(n for n in day_files(out_root, day) if n.startswith(f"{area}/"))
+    found = _verified(out_root, day, keep=name)
+    if found is None:
+        raise FileNotFoundError(
+            f"day {day.isoformat()} is not published in {out_root.name}; "
+            "run the ETL for it first (mlops_helpers.etl.run_days)"
+        )
+    return pd.read_parquet(io.BytesIO(found[1]))  # the very bytes that were checked
+
+
 def read_partitions(out_root: Path, days: list[str | dt.date]) -> pd.DataFrame:
-    """Read published days, checking each file against its manifest's fingerprint."""
-    frames = []
-    for day in days:
-        manifest = read_manifest(out_root, day)
-        if manifest is None:
-            raise FileNotFoundError(
-                f"day {as_day(day).isoformat()} is not published in {Path(out_root).name}; "
-                "run the ETL for it first (mlops_helpers.etl.run_days)"
-            )
-        path = partition_dir(out_root, day) / "part.parquet"
-        if not path.is_file():
-            raise ValueError(
-                f"{path.parent.name}/part.parquet is missing although its manifest says the day "
-                "is published; rerun the ETL for that day with force=True"
-            )
-        if file_sha256(path) != manifest["fingerprint"]:
-            raise ValueError(
-                f"{path.parent.name}/part.parquet does not match its manifest fingerprint; "
-                "rerun the ETL for that day with force=True"
-            )
-        frames.append(pd.read_parquet(path))
+    """Read published days, checking every file of each against its manifest."""
+    frames = [_read_published(out_root, day, "processed") for day in days]
     return pd.concat(frames, ignore_index=True)
+
+
+def read_quarantine(out_root: Path, day: str | dt.date) -> pd.DataFrame:
+    """A published day's quarantined rows with their reasons, checked against its manifest."""
+    return _read_published(out_root, day, "quarantine")
 
 
 @dataclass(frozen=True)

@@ -423,6 +423,80 @@ def test_a_tampered_partition_is_rebuilt_by_the_next_run(published):
     assert etl.file_sha256(part) == first[1].fingerprint
 
 
+def test_a_changed_quarantine_file_is_refused_by_readers_and_republished(published):
+    raw, out, days, first = published
+    path = etl.quarantine_path(out, days[1])
+    before = path.read_bytes()
+    pd.read_parquet(path).iloc[1:].to_parquet(path, index=False)  # one quarantined row lost
+    for read in (
+        lambda: etl.read_partitions(out, days),
+        lambda: etl.read_quarantine(out, days[1]),
+        lambda: etl.read_manifest(out, days[1]),
+    ):
+        with pytest.raises(ValueError, match="quarantine.parquet does not match its manifest"):
+            read()
+    report = etl.run_day(raw, out, days[1])
+    assert report.status == "published"
+    assert path.read_bytes() == before
+    assert len(etl.read_quarantine(out, days[1])) == first[1].rows_quarantined
+
+
+def test_the_manifest_records_every_file_of_the_day(published):
+    _, out, days, _ = published
+    manifest = etl.read_manifest(out, days[0])
+    files = etl.day_files(out, days[0])
+    assert manifest["files"] == {name: etl.file_sha256(path) for name, path in files.items()}
+    assert set(files) == {
+        f"processed/day={days[0]}/part.parquet",
+        f"quarantine/day={days[0]}/quarantine.parquet",
+    }
+
+
+def test_a_manifest_without_file_fingerprints_is_refused_and_republished(published):
+    raw, out, days, _ = published
+    path = etl.partition_dir(out, days[0]) / etl.MANIFEST
+    before = path.read_text()
+    older = json.loads(before)
+    del older["files"]  # as the workbook wrote manifests before they listed every file
+    path.write_text(json.dumps(older))
+    with pytest.raises(etl.PartitionError, match=f"day {days[0]}: .*rerun the ETL for that day"):
+        etl.read_partitions(out, days)
+    assert etl.run_day(raw, out, days[0]).status == "published"
+    assert path.read_text() == before
+
+
+def test_every_published_file_is_fsynced_before_its_rename_and_its_folder_after(
+    tmp_path, monkeypatch
+):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = raw_dataset(raw, n_days=1)
+    real_fsync, real_replace = os.fsync, os.replace
+    events = []
+
+    def recording_fsync(fd):  # records, then really syncs
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def recording_replace(src, dst):
+        events.append(("replace", str(Path(src).resolve()), str(Path(dst).resolve())))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(etl.os, "fsync", recording_fsync)
+    monkeypatch.setattr(etl.os, "replace", recording_replace)
+    etl.run_day(raw, out, days[0])
+    renames = [(i, e) for i, e in enumerate(events) if e[0] == "replace"]
+    assert [Path(e[2]).name for _, e in renames] == [
+        "quarantine.parquet",
+        "part.parquet",
+        etl.MANIFEST,
+    ]
+    for i, (_, src, dst) in renames:
+        assert ("fsync", src) in events[:i], f"{Path(dst).name} renamed before it was fsynced"
+        assert ("fsync", str(Path(dst).parent)) in events[i + 1 :], (
+            f"the folder of {Path(dst).name} was not fsynced after the rename"
+        )
+
+
 def test_read_partitions_refuses_a_day_that_is_not_published(published):
     _, out, days, _ = published
     with pytest.raises(FileNotFoundError, match="2023-12-31 is not published") as err:
