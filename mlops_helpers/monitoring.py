@@ -226,6 +226,9 @@ def retrain_if_triggered(
     gate = registry.gate(model_name, version, gate_frame, thresholds)
     if gate.passed:
         registry.promote(
-            model_name, version, f"retrained on drift, passed the gate: {gate.summary()}"
+            model_name,
+            version,
+            f"retrained on drift, passed the gate: {gate.summary()}",
+            require_smoke=False,  # this lesson's job gates only; serving.deploy also serves
         )
     return Retraining(trigger, version, gate, promoted=gate.passed)

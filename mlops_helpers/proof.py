@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlops_helpers import config, data, etl, manual, registry, serving, tracking, training
+from mlops_helpers.parameters import check_name
 from mlops_helpers.validation import ContractError, QuarantineThresholdError
 
 MODEL_FAULTS = ("regressed_model", "breaks_in_serving")
@@ -80,7 +81,10 @@ class Setup:
 
 
 def fresh_run_dir(run_name: str) -> Path:
-    """``<workspace>/proof_of_concept/<run_name>``, emptied, so a run never sees an earlier one."""
+    """``<workspace>/proof_of_concept/<run_name>``, emptied, so a run never sees an earlier one.
+
+    ``run_name`` is checked first: the folder is deleted, so it must be inside the workspace."""
+    check_name("run_name", run_name)
     run_dir = config.ensure_workspace("proof_of_concept", run_name)
     shutil.rmtree(run_dir)
     run_dir.mkdir()
@@ -312,7 +316,7 @@ def first_champion(
     result = training.fit_and_evaluate(table, seed)
     version = registry.register(tracking.log_training(result, "champion"), name)
     gate = registry.gate(name, version, gate_frame)
-    registry.promote(name, version, f"first model: {gate.summary()}")
+    registry.promote(name, version, f"first model: {gate.summary()}", require_smoke=False)
     return Champion(name, version, result)
 
 
@@ -322,8 +326,8 @@ DEPLOY_CHECKS = {"gate": "evaluation gate", "serve": "serving readiness", "smoke
 def automated_model_fault(
     fault: str, champion: Champion, table: pd.DataFrame, gate_frame: pd.DataFrame, seed: int
 ) -> tuple[Record, serving.DeployReport]:
-    """Train and register the faulty model, then ``serving.deploy`` it (gate, promote,
-    serve, smoke test, roll back); return the record and the deployment report."""
+    """Train and register the faulty model, then ``serving.deploy`` it (gate, serve its own
+    version, smoke test, promote only if all passed); return the record and the report."""
     if check_model_fault(fault) == "regressed_model":
         result = training.fit_and_evaluate(faulty_training(fault, table, seed), seed)
         run_id = tracking.log_training(result, "regressed: shuffled labels")
@@ -332,21 +336,19 @@ def automated_model_fault(
             champion.result, "broken: renamed input", rename_inputs=RENAMED
         )
     version = registry.register(run_id, champion.name)
-    start = time.perf_counter()
     report = serving.deploy(champion.name, version, gate_frame, latency_budget_ms=LATENCY_BUDGET_MS)
-    total = _since(start)
     caught = report.status != "deployed"
     step = DEPLOY_CHECKS.get(report.failed_step, "-")
     check = f"{step} (exit {report.exit_code})" if caught else "-"
-    if report.status == "rolled back":
-        outcome = f"{step} failed; champion rolled back to v{report.champion_after}"
+    if report.status == "not promoted":  # served from its own version URI, champion never moved
+        outcome = f"{step} failed; not promoted, champion v{report.champion_after} unchanged"
     elif report.status == "blocked":
         outcome = f"blocked before serving; champion v{report.champion_after} unchanged"
     else:
         outcome = report.message
     return Record(
         fault, "automated", caught, check, report.lead_time if caught else math.nan,
-        total - report.lead_time if report.status == "rolled back" else 0.0, 0,
+        0.0, 0,  # nothing to recover: champion never moved
         registry.current_version(champion.name, registry.CHAMPION) == champion.version, outcome,
     ), report  # fmt: skip
 
@@ -445,7 +447,7 @@ def headline(
             {p: "yes" if repro.loc[p, "identical"] else "no" for p in PATHS}
         ),
         "deployment lead time": (
-            f"automated {deploy_seconds:.1f} s in one call (gate, promote, serve, smoke test); "
+            f"automated {deploy_seconds:.1f} s in one call (gate, serve, smoke test, promote); "
             f"manual {hand.seconds:.1f} s of computer time over {len(hand.checklist)} steps "
             "a person performs, with none of those checks"
         ),
@@ -546,7 +548,7 @@ def summary_html(frame: pd.DataFrame, figure, facts: dict[str, str], title: str)
         f"<h1>{html.escape(title)}</h1>\n"
         "<p>The same faults, injected into the same data, through the manual path (the hand "
         "steps of notebooks 01 and 02) and the automated path (pipeline, contract, gate, smoke "
-        "test, rollback). Every number on this page was measured in one run.</p>\n"
+        "test before promotion). Every number on this page was measured in one run.</p>\n"
         f"<h2>Headline</h2>\n<ul>{facts_html}</ul>\n"
         "<h2>Per fault</h2>\n<table><thead><tr>"
         + "".join(f"<th>{h}</th>" for h in head)

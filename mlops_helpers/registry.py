@@ -2,8 +2,12 @@
 
 Every alias move is recorded in the registered model's tags (``alias_history.NNNN``: who
 pointed which alias where, when and why), so "what is serving and why" has an answer.
-Promotion to ``champion`` only happens for a version whose gate evidence, recorded in
-MLflow, says it passed.
+Promotion to ``champion`` only happens for a version whose recorded evidence says it
+passed the gate (``gate.*`` tags) and, unless the caller opts out, was served and
+smoke-tested from its own version URI (``smoke.*`` tags, written by ``serving.deploy``).
+
+Only MLflow's "does not exist" answers mean "no such thing" here; any other failure of the
+tracking store stops the operation with :class:`StoreError` and changes nothing more.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from mlops_helpers.errors import WorkbookFailure, WorkbookInputError
 from mlops_helpers.tracking import ensure_experiment, import_mlflow
 from mlops_helpers.training import evaluate
 
@@ -23,6 +28,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_PREFIX = "alias_history."
 GATE_EXPERIMENT = "deployment_gate"
+SMOKE_TAGS = ("smoke.decision", "smoke.model_uri", "smoke.time", "smoke.detail")
 
 
 class RegistryError(RuntimeError):
@@ -31,6 +37,40 @@ class RegistryError(RuntimeError):
 
 class GateBlocked(RegistryError):
     """The challenger did not pass the evaluation gate; nothing was promoted."""
+
+
+class NotSmokeTested(GateBlocked):
+    """The version was never served and smoke-tested successfully; nothing was promoted."""
+
+
+class ModelNotFound(RegistryError, WorkbookInputError):
+    """The model, version, run or alias the user named does not exist."""
+
+
+class StoreError(RegistryError, WorkbookFailure):
+    """The tracking store failed (not "does not exist"); nothing more was changed."""
+
+
+def is_missing(exc: BaseException) -> bool:
+    """True when ``exc`` is MLflow's answer for a model, version, alias or run that does not
+    exist (RESOURCE_DOES_NOT_EXIST; INVALID_PARAMETER_VALUE "... not found" for an alias)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False
+    code = exc.error_code
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message
+    )
+
+
+def store_failed(what: str, exc: BaseException) -> StoreError:
+    """A StoreError saying which read or write failed and that nothing more was changed."""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return StoreError(
+        f"the tracking store failed while {what} ({type(exc).__name__}: {first}); nothing "
+        "more was changed: check the store (mlops-workbook doctor) and run the command again"
+    )
 
 
 @dataclass(frozen=True)
@@ -80,8 +120,10 @@ def register(run_id: str, name: str, alias: str | None = CHALLENGER, reason: str
     c = client()
     try:
         outputs = c.get_run(run_id).outputs.model_outputs
-    except Exception:
-        raise RegistryError(
+    except Exception as exc:
+        if not is_missing(exc):
+            raise store_failed(f"reading run {run_id}", exc) from exc
+        raise ModelNotFound(
             f"run {run_id} does not exist on this tracking server; log a model first "
             "(tracking.log_training) and pass its run id"
         ) from None
@@ -90,7 +132,9 @@ def register(run_id: str, name: str, alias: str | None = CHALLENGER, reason: str
     model_id = outputs[-1].model_id
     try:
         c.get_registered_model(name)
-    except Exception:
+    except Exception as exc:
+        if not is_missing(exc):
+            raise store_failed(f"reading registered model {name!r}", exc) from exc
         c.create_registered_model(name)
     version = c.create_model_version(
         name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
@@ -113,11 +157,54 @@ def alias_history(name: str) -> pd.DataFrame:
 
 
 def current_version(name: str, alias: str) -> str | None:
-    """The version ``alias`` points to, or None when it points nowhere."""
+    """The version ``alias`` points to, or None when it (or the model) does not exist;
+    raise StoreError when the store fails otherwise."""
     try:
         return str(client().get_model_version_by_alias(name, alias).version)
-    except Exception:
-        return None
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise store_failed(f"reading alias {alias!r} of model {name!r}", exc) from exc
+
+
+def check_version(name: str, version: object) -> str:
+    """Return ``version`` as a str if ``name`` has it; else raise ModelNotFound with the fix."""
+    text = str(version).strip()
+    if not text.isdigit() or text != str(version) or int(text) < 1:
+        raise ModelNotFound(
+            f"model version must be a whole number of at least 1, got {version!r}; "
+            "see the registered versions in the MLflow UI or registry.alias_history"
+        )
+    try:
+        client().get_model_version(name, text)
+    except Exception as exc:
+        if not is_missing(exc):
+            raise store_failed(f"reading version {text} of model {name!r}", exc) from exc
+        raise ModelNotFound(
+            f"model {name!r} has no version {text}; pass a version it has (see the MLflow UI "
+            "or registry.alias_history), or --train to train and register a new one"
+        ) from None
+    return text
+
+
+def record_smoke(name: str, version: str, passed: bool, model_uri: str, detail: str) -> None:
+    """Tag ``version`` with the outcome of serving and smoke-testing it from ``model_uri``."""
+    c = client()
+    # The decision goes last: a kill between the tags never leaves a "passed" without its detail.
+    c.set_model_version_tag(name, str(version), "smoke.decision", "running")
+    for key, value in (
+        ("smoke.model_uri", model_uri),
+        ("smoke.time", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
+        ("smoke.detail", detail[:1000]),
+        ("smoke.decision", "passed" if passed else "failed"),
+    ):
+        c.set_model_version_tag(name, str(version), key, value)
+
+
+def verified(name: str, version: str) -> bool:
+    """True when ``version`` passed the gate and was served and smoke-tested (recorded tags)."""
+    tags = client().get_model_version(name, str(version)).tags
+    return tags.get("gate.decision") == "passed" and tags.get("smoke.decision") == "passed"
 
 
 def set_alias(name: str, alias: str, version: str | None, reason: str) -> None:
@@ -229,15 +316,29 @@ def _record_gate(mlflow, result: GateResult, limits: GateThresholds, n_rows: int
     return run.info.run_id
 
 
-def promote(name: str, version: str, reason: str, alias: str = CHAMPION) -> str | None:
-    """Point ``alias`` at ``version`` if its recorded gate decision is 'passed'; return the
-    version it pointed to before. Raises GateBlocked otherwise."""
+def promote(
+    name: str, version: str, reason: str, alias: str = CHAMPION, require_smoke: bool = True
+) -> str | None:
+    """Point ``alias`` at ``version`` if its recorded gate decision is 'passed' and, for
+    ``champion`` with ``require_smoke``, its recorded smoke test passed; then clear
+    ``challenger`` if it pointed there. Return the version ``alias`` pointed to before.
+
+    Raises GateBlocked (NotSmokeTested) otherwise. The alias moves before challenger is
+    cleared, so a kill in between leaves a verified champion that a rerun finishes.
+    """
     tags = client().get_model_version(name, str(version)).tags
     decision = tags.get("gate.decision")
     if decision != "passed":
         raise GateBlocked(
             f"{name} version {version} cannot become {alias}: its gate decision is "
             f"{decision or 'missing'}; run registry.gate() on it and promote only if it passes"
+        )
+    smoke = tags.get("smoke.decision")
+    if alias == CHAMPION and require_smoke and smoke != "passed":
+        raise NotSmokeTested(
+            f"{name} version {version} cannot become {alias}: its smoke test is "
+            f"{smoke or 'missing'}; deploy it with serving.deploy (or mlops-workbook deploy), "
+            "which serves and smoke-tests it before promoting"
         )
     previous = current_version(name, alias)
     set_alias(name, alias, str(version), reason)
@@ -264,7 +365,7 @@ def describe(name: str, alias: str = CHAMPION) -> dict:
     c = client()
     version = current_version(name, alias)
     if version is None:
-        raise RegistryError(
+        raise ModelNotFound(
             f"alias {alias!r} of model {name!r} points nowhere; register a model and "
             "promote it through the gate first"
         )
@@ -278,6 +379,7 @@ def describe(name: str, alias: str = CHAMPION) -> dict:
         "run_id": mv.run_id,
         "gate": mv.tags.get("gate.decision", "none"),
         "gate_roc_auc": mv.tags.get("gate.roc_auc"),
+        "smoke": mv.tags.get("smoke.decision", "none"),
         "since": last.get("time"),
         "by": last.get("actor"),
         "why": last.get("reason"),

@@ -101,7 +101,7 @@ CURRICULUM = {
         "Automated deployment",
         "1-2",
         30,
-        "registry aliases, evaluation gate, real HTTP serving, smoke test, rollback drill",
+        "registry aliases, evaluation gate, the candidate served and smoke-tested before promotion, rollback",
     ),
     "06_notebook_pipeline": Chapter(
         "Notebook pipeline",

@@ -1,6 +1,6 @@
 """A real scoring server (MLflow's, the one ``mlflow models serve --env-manager local``
-runs) on loopback, its smoke test, and the automated deployment: gate, promote, serve,
-smoke test, roll back.
+runs) on loopback, its smoke test, and the automated deployment: gate, serve the candidate
+from its own version URI, smoke test, and only then promote it.
 
 ``mlflow models serve --env-manager local`` does two things: it downloads the model, then
 execs ``uvicorn mlflow.pyfunc.scoring_server.app:app`` with the model's folder in the
@@ -19,13 +19,16 @@ Its log is kept in the workspace and shown when it fails to start.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_helpers import registry
-from mlops_helpers.config import ensure_workspace
+from mlops_helpers.config import ensure_workspace, show_path
+from mlops_helpers.errors import WorkbookInputError
 from mlops_helpers.processes import (
     HOST,
     LoopbackServer,
@@ -51,39 +55,70 @@ class ServingError(ServerError):
     """The scoring server could not be started or answered wrongly; the message says why."""
 
 
+class ModelNotFound(ServingError, WorkbookInputError):
+    """The model to serve does not exist, or its files are gone; the message says the fix."""
+
+
+class PortInUse(ServingError, WorkbookInputError):
+    """The port asked for is taken; pass another one, or none."""
+
+
 def check_model_uri(model_uri: str) -> None:
-    """Raise ServingError unless ``model_uri`` names a model that exists."""
+    """Raise ModelNotFound unless ``model_uri`` names a model that exists with its files."""
     if model_uri.startswith("models:/"):
         ref = model_uri.removeprefix("models:/")
         name, sep, alias = ref.partition("@")
         if sep:
-            if registry.current_version(name, alias) is None:
-                raise ServingError(
+            version = registry.current_version(name, alias)
+            if version is None:
+                raise ModelNotFound(
                     f"{model_uri}: alias {alias!r} of model {name!r} points nowhere; "
                     "promote a version first (mlops-workbook deploy)"
                 )
-            return
-        name, _, version = ref.partition("/")
-        try:
-            registry.client().get_model_version(name, version)
-        except Exception:
-            raise ServingError(
-                f"{model_uri}: model {name!r} has no version {version!r}; "
-                "see the registered versions in the MLflow UI or registry.alias_history"
-            ) from None
+        else:
+            name, _, version = ref.partition("/")
+            try:
+                registry.check_version(name, version)
+            except registry.ModelNotFound as exc:
+                raise ModelNotFound(f"{model_uri}: {exc}") from None
+        check_model_files(name, version)
         return
     if model_uri.startswith("runs:/"):
         run_id = model_uri.removeprefix("runs:/").split("/")[0]
         try:
             registry.client().get_run(run_id)
-        except Exception:
-            raise ServingError(
+        except Exception as exc:
+            if not registry.is_missing(exc):
+                raise registry.store_failed(f"reading run {run_id}", exc) from exc
+            raise ModelNotFound(
                 f"{model_uri}: run {run_id} does not exist on this tracking server; pass the "
                 "id of a run that logged a model (tracking.log_training returns it)"
             ) from None
         return
     if "://" not in model_uri and not Path(model_uri).exists():
-        raise ServingError(f"{model_uri}: no such model folder")
+        raise ModelNotFound(f"{model_uri}: no such model folder")
+
+
+def check_model_files(name: str, version: str) -> None:
+    """Raise ModelNotFound when the artifacts of ``name`` version ``version`` are gone."""
+    import mlflow.artifacts
+
+    try:
+        files = {a.path for a in mlflow.artifacts.list_artifacts(f"models:/{name}/{version}")}
+    except Exception as exc:  # noqa: BLE001 - anything but a listing means it cannot be served
+        files, why = set(), f" ({type(exc).__name__})"
+    else:
+        why = ""
+    if "MLmodel" in files:
+        return
+    where = registry.client().get_model_version_download_uri(name, version)
+    if where.startswith("file:"):
+        where = show_path(Path(urllib.parse.urlparse(where).path))
+    raise ModelNotFound(
+        f"model {name!r} version {version}: its files are gone (no MLmodel in {where}){why}; "
+        "the model cannot be loaded from there again: deploy another version, or train and "
+        "register a new one (mlops-workbook deploy --train)"
+    )
 
 
 def example_frame() -> pd.DataFrame:
@@ -116,12 +151,28 @@ def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, dict]:
             return err.code, {"message": text.decode(errors="replace")}
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute path written as ``show_path`` writes it (no local paths)."""
+    return ABSOLUTE_PATH.sub(lambda m: show_path(Path(m.group())), text)
+
+
 def error_message(answer: dict) -> str:
-    """The useful part of a scoring server's error answer (MLflow repeats the whole input)."""
-    message = str(answer.get("message", answer)).split("\nInput:", 1)[0]
+    """The useful part of a scoring server's error answer: its message without the input it
+    repeats, the server's stack trace (MLflow's ``stack_trace`` field) or local paths."""
+    message = answer.get("message")
+    if not isinstance(message, str):
+        message = answer.get("error_code") or "no message in the answer"
+    message = message.split("\nInput:", 1)[0].split("\nTraceback", 1)[0]
     # MLflow nests "... Error: ..." and quotes the whole input as "data '...'": drop those parts.
     parts = [p for p in message.split("Error: ") if p.strip() and "data '" not in p]
-    return " ".join(" ".join(parts or message.rsplit("Error: ", 1)[-1:]).split())[:300]
+    text = " ".join(" ".join(parts or message.rsplit("Error: ", 1)[-1:]).split())
+    trace = answer.get("stack_trace")
+    if isinstance(trace, str) and trace.strip():  # only its last line, the cause, is for users
+        text = f"{text} (cause: {trace.strip().splitlines()[-1].strip()[:200]})"
+    return without_paths(text)[:400]
 
 
 def viewable_probability(answer: dict) -> np.ndarray:
@@ -167,7 +218,7 @@ class ScoringServer(LoopbackServer):
             try:
                 check_port_free(self.port)
             except ServerError as exc:
-                raise ServingError(str(exc)) from None
+                raise PortInUse(str(exc)) from None
         env = venv_env({"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})
         if self.launcher == "mlflow-cli":
             command = [
@@ -203,9 +254,10 @@ class ScoringServer(LoopbackServer):
             local = mlflow.artifacts.download_artifacts(self.model_uri, dst_path=self.model_dir)
         except Exception as exc:
             self._remove_model_dir()
+            first = without_paths(str(exc).strip().splitlines()[0][:200]) if str(exc) else ""
             raise ServingError(
-                f"{self.model_uri}: the model could not be downloaded ({exc}); check that "
-                "its artifacts exist on the tracking server"
+                f"{self.model_uri}: the model could not be downloaded ({type(exc).__name__}: "
+                f"{first}); check that its artifacts exist on the tracking server"
             ) from None
         line, model_env = scoring_server.get_cmd(local, self.port, HOST, None, 1)
         program, *args = shlex.split(line)  # "uvicorn --host ... mlflow.pyfunc...app:app"
@@ -321,7 +373,7 @@ class DeployReport:
     failed_step: str | None
     champion_before: str | None
     champion_after: str | None
-    gate: registry.GateResult
+    gate: registry.GateResult | None
     smoke: SmokeResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     message: str = ""
@@ -333,7 +385,7 @@ class DeployReport:
 
     @property
     def lead_time(self) -> float:
-        """Seconds from the start of the gate to the end of the smoke test."""
+        """Seconds from the start of the gate to the end of the last step."""
         return sum(self.seconds.values())
 
 
@@ -344,9 +396,18 @@ def deploy(
     thresholds: registry.GateThresholds | None = None,
     smoke_rows: int = 20,
     latency_budget_ms: float = 250.0,
+    progress: Callable[[str], None] | None = None,
 ) -> DeployReport:
-    """Gate ``version``; if it passes, make it champion, serve champion, smoke-test it, and
-    roll the champion alias back automatically if serving or the smoke test fails."""
+    """Gate ``version``; if it passes, serve it from ``models:/NAME/VERSION``, smoke-test it,
+    record the outcome on the version, and only then make it champion.
+
+    A failure anywhere leaves ``champion`` where it was. A kill anywhere leaves it where it
+    was or on a verified version; rerunning finishes (clears ``challenger``). ``progress``
+    gets one line per finished step.
+    """
+    say = progress or (lambda line: None)
+    version = registry.check_version(name, version)
+    check_model_files(name, version)
     timer = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -357,47 +418,69 @@ def deploy(
         timer = now
 
     before = registry.current_version(name, registry.CHAMPION)
+    if before == version and registry.verified(name, version):
+        return _finish(name, version, seconds, say)
     result = registry.gate(name, version, eval_frame, thresholds)
     lap("gate")
-    report = DeployReport(
-        name, str(version), "blocked", "gate", before, before, result, None, seconds
-    )
+    say(f"gate: {'passed' if result.passed else 'blocked'} ({result.summary()})")
+    report = DeployReport(name, version, "blocked", "gate", before, before, result, None, seconds)
     if not result.passed:
         failed = ", ".join(c["check"] for c in result.checks if not c["passed"])
         report.message = f"gate blocked version {version} ({failed}); champion unchanged"
         return report
-    registry.promote(name, version, f"passed the gate: {result.summary()}")
-    lap("promote")
     sample = eval_frame.head(smoke_rows)
     expected = registry.load_sklearn(name, version).predict_proba(sample.loc[:, list(FEATURES)])
-    server = ScoringServer(f"models:/{name}@{registry.CHAMPION}")
+    uri = f"models:/{name}/{version}"
+    server = ScoringServer(uri)
     try:
         server.start()
     except ServingError as exc:
         lap("serve")
-        return _rolled_back(report, "serve", str(exc))
+        log = show_path(server.server.log_path) if server.server else "no log"
+        first = re.sub(r"[;.] [Ii]ts log:$", "", str(exc).splitlines()[0])
+        why = f"{first} (log: {log})"
+        registry.record_smoke(name, version, False, uri, f"serve: {why}")
+        return _not_promoted(report, "serve", why)
     lap("serve")
+    say(f"serve: version {version} answers at {server.url} (served from {uri})")
     try:
         smoke = smoke_test(server.url, sample, expected[:, 1], latency_budget_ms, smoke_rows)
     finally:
         server.stop()
     lap("smoke")
     report.smoke = smoke
+    failed = "; ".join(f"{c['check']} ({c['detail']})" for c in smoke.checks if not c["passed"])
+    registry.record_smoke(name, version, smoke.passed, uri, failed or "every check passed")
+    say(f"smoke test: {'passed' if smoke.passed else 'FAILED: ' + failed}")
     if not smoke.passed:
-        failed = "; ".join(f"{c['check']} ({c['detail']})" for c in smoke.checks if not c["passed"])
-        return _rolled_back(report, "smoke", f"smoke test failed: {failed}")
+        return _not_promoted(report, "smoke", f"smoke test failed: {failed}")
+    registry.promote(name, version, f"passed the gate and the smoke test: {result.summary()}")
+    lap("promote")
+    say(f"promote: champion {before or 'none'} -> {version}; challenger cleared")
     report.status, report.failed_step = "deployed", None
-    report.champion_after = str(version)
+    report.champion_after = version
     report.message = f"version {version} is champion, served and smoke-tested"
     return report
 
 
-def _rolled_back(report: DeployReport, step: str, why: str) -> DeployReport:
-    report.status, report.failed_step = "rolled back", step
-    if report.champion_before is None:
-        registry.set_alias(report.name, registry.CHAMPION, None, f"rollback: {why}")
-    else:
-        registry.rollback(report.name, why)
-    report.champion_after = report.champion_before
-    report.message = f"{why}; champion rolled back to {report.champion_before or 'nothing'}"
+def _finish(name: str, version: str, seconds: dict, say: Callable[[str], None]) -> DeployReport:
+    """The rerun of a deploy killed after the champion moved: clear challenger, report."""
+    start = time.perf_counter()
+    if registry.current_version(name, registry.CHALLENGER) == version:
+        registry.set_alias(name, registry.CHALLENGER, None, "promoted to champion")
+    seconds["finish"] = time.perf_counter() - start
+    say(f"finish: version {version} was already champion, gated and smoke-tested")
+    return DeployReport(
+        name, version, "deployed", None, version, version, None, None, seconds,
+        f"version {version} is champion, served and smoke-tested (verified earlier; "
+        "nothing left to do but clear challenger)",
+    )  # fmt: skip
+
+
+def _not_promoted(report: DeployReport, step: str, why: str) -> DeployReport:
+    report.status, report.failed_step = "not promoted", step
+    champion = report.champion_before
+    report.message = f"{why}; version {report.version} was not promoted, champion " + (
+        f"stays version {champion}" if champion else "stays unset"
+    )
     return report

@@ -24,7 +24,7 @@ def exercise_09_2(verdicts: pd.DataFrame) -> tuple[int, int]:
     By hand, every data fault means the whole ETL checklist again (3 steps per day plus 3
     for the run), and every model fault a retrain-and-copy (5 steps). Automated, a data
     fault needs one command (rerun the day once the fixed extract is there), and a model
-    fault none: the gate kept the champion, or the rollback already happened. The per-fault
+    fault none: the gate or the smoke test stopped it before the champion moved. The per-fault
     table of section 6 has both counts in its 'steps' columns; add each column up.
     """
     return int(verdicts["manual steps"].sum()), int(verdicts["automated steps"].sum())

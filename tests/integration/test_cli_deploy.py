@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
 
 from mlops_helpers import etl, registry, tracking, training
 
@@ -35,6 +43,48 @@ def test_deploy_trains_gates_serves_then_blocks_a_regressed_challenger(tmp_path,
     assert f"BLOCKED: gate blocked version {bad}" in blocked.stdout
     assert "failed step: gate (exit code 3)" in blocked.stderr
     assert registry.current_version("viewability", registry.CHAMPION) == "1"
+
+    # serve on a port in use, then deploy and serve a version whose files were deleted
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _cli(ws, "serve", "--port", str(port))
+    assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.stderr
+    where = registry.client().get_model_version_download_uri("viewability", "1")
+    shutil.rmtree(Path(urllib.parse.urlparse(where).path))
+    for args in (("deploy", "--version", "1", "--n-rows", "1500"), ("serve",)):
+        gone = _cli(ws, *args)
+        assert gone.returncode == 2, gone.stderr
+        assert "version 1: its files are gone (no MLmodel in <workspace>/" in gone.stderr
+        assert "Traceback" not in gone.stderr and str(ws) not in gone.stderr
+
+
+BAD_INPUT = [
+    (("deploy", "--version", "999"), "model 'viewability' has no version 999"),
+    (("deploy", "--version", "abc"), "--version: must be a version number of at least 1"),
+    (("deploy", "--version", ""), "--version: must be a version number of at least 1"),
+    (("deploy", "--model", "a/b"), "--model must be"),
+    (("deploy", "--experiment", "../../.."), "--experiment must be"),
+    (("serve", "--port", "70000"), "--port: must be a port from 1 to 65535"),
+    (("serve", "--port", "-1"), "--port: must be a port from 1 to 65535"),
+    (("serve", "--port", "0"), "--port: must be a port from 1 to 65535"),
+]
+
+
+@pytest.mark.parametrize(("args", "said"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_deploy_and_serve_input_exits_2_in_seconds_before_any_side_effect(tmp_path, args, said):
+    ws = tmp_path / "ws"
+    start = time.monotonic()
+    done = _cli(ws, *args, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - start < 30
+    db = ws / "mlflow.db"
+    if db.exists():  # the store may be opened to look the version up; nothing is written
+        with sqlite3.connect(db) as con:
+            assert con.execute("select count(*) from runs").fetchone() == (0,)
+            assert con.execute("select count(*) from model_version_tags").fetchone() == (0,)
 
 
 def test_bad_deploy_and_serve_arguments_exit_2_with_the_fix(tmp_path, scoring_servers_in):

@@ -6,9 +6,12 @@ No scoring server here: these are the registry's own guarantees.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from mlops_helpers import registry, serving, tracking
+from mlops_helpers.errors import WorkbookInputError
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_store")]
 
@@ -68,10 +71,31 @@ class TestRefusals:
             registry.promote(fresh_name, version, "no gate")
         assert registry.current_version(fresh_name, registry.CHAMPION) is None
 
+    def test_champion_refuses_a_gated_version_never_served_and_smoke_tested(
+        self, fresh_name, store, good_run
+    ):
+        version = registry.register(good_run, fresh_name)
+        assert registry.gate(fresh_name, version, store.held_out).passed
+        with pytest.raises(registry.NotSmokeTested, match="its smoke test is missing; deploy it"):
+            registry.promote(fresh_name, version, "gated is enough?")
+        assert registry.current_version(fresh_name, registry.CHAMPION) is None
+        assert registry.current_version(fresh_name, registry.CHALLENGER) == version
+
+    def test_a_missing_version_or_alias_is_bad_input_and_none_is_only_for_does_not_exist(
+        self, fresh_name, good_run
+    ):
+        registry.register(good_run, fresh_name)
+        assert registry.current_version(fresh_name, "nowhere") is None  # the model exists
+        assert registry.current_version(f"no-model-{uuid.uuid4().hex[:8]}", "champion") is None
+        for bad, said in (("999", "has no version 999"), ("abc", "whole number"), ("", "whole")):
+            with pytest.raises(registry.ModelNotFound, match=said) as raised:
+                registry.check_version(fresh_name, bad)
+            assert isinstance(raised.value, WorkbookInputError)
+
     def test_rollback_without_an_earlier_version_is_refused(self, fresh_name, store, good_run):
         version = registry.register(good_run, fresh_name)
         assert registry.gate(fresh_name, version, store.held_out).passed
-        registry.promote(fresh_name, version, "first champion")
+        registry.promote(fresh_name, version, "first champion", require_smoke=False)
         with pytest.raises(registry.RegistryError, match="no earlier version to roll back to"):
             registry.rollback(fresh_name, "just because")
         assert registry.current_version(fresh_name, registry.CHAMPION) == version
@@ -97,10 +121,10 @@ class TestWhatIsServing:
     def test_describe_and_history_say_what_serves_and_why(self, fresh_name, store, good_run):
         first = registry.register(good_run, fresh_name)
         assert registry.gate(fresh_name, first, store.held_out).passed
-        registry.promote(fresh_name, first, "first champion")
+        registry.promote(fresh_name, first, "first champion", require_smoke=False)
         second = registry.register(good_run, fresh_name)
         assert registry.gate(fresh_name, second, store.held_out).passed
-        assert registry.promote(fresh_name, second, "same model, newer version") == first
+        assert registry.promote(fresh_name, second, "newer version", require_smoke=False) == first
         assert registry.rollback(fresh_name, "drill") == first
 
         info = registry.describe(fresh_name)
@@ -109,6 +133,6 @@ class TestWhatIsServing:
         moves = champion_moves[["version", "previous", "reason"]].fillna("none")
         assert moves.values.tolist() == [
             [first, "none", "first champion"],
-            [second, first, "same model, newer version"],
+            [second, first, "newer version"],
             [first, second, "rollback: drill"],
         ]

@@ -146,7 +146,7 @@ class TestServerFaults:
         ("uri", "expected"),
         [
             ("models:/nope-{name}@champion", "points nowhere; promote a version first"),
-            ("models:/{name}/99", "has no version '99'"),
+            ("models:/{name}/99", "has no version 99; pass a version it has"),
             ("models:/{name}@nowhere", "alias 'nowhere' of model"),
             ("runs:/0123456789abcdef0123456789abcdef/model", "pass the id of a run"),
             ("/no/such/model/folder", "no such model folder"),

@@ -1,4 +1,4 @@
-"""05_automated_deployment under papermill: gate, promotion, serving and the rollback drill,
+"""05_automated_deployment under papermill: gate, promotion, serving and the deployment drill,
 checked from the workspace's MLflow store, with no scoring server left behind."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mlops_helpers import registry, runner, tracking
 MODEL = "pm-test-05"
 
 
-def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
+def test_other_seed_promotes_good_models_and_never_a_broken_one(run_notebook):
     nb = run_notebook("05", seed=7, model_name=MODEL, show_solutions=True)
     assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
@@ -30,14 +30,10 @@ def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
     client = registry.client()
     history = registry.alias_history(MODEL)
     champion = history[history["alias"] == registry.CHAMPION]
-    # The last champion move is the automatic rollback from the broken version 4 to the
-    # version that was champion before it: the good one.
-    promoted, rolled_back = champion.iloc[-2], champion.iloc[-1]
-    good = promoted["previous"]
-    assert promoted["version"] == "4" and good in ("1", "2")
-    assert rolled_back["version"] == good and rolled_back["previous"] == "4"
-    assert rolled_back["reason"].startswith("rollback: smoke test failed")
-    assert "status 400" in rolled_back["reason"]
+    # Champion moved only to good versions (1, then 2 if it passed the gate); the broken
+    # version 4 was served from its own version URI, failed its smoke test and never moved it.
+    assert set(champion["version"]) <= {"1", "2"} and champion.iloc[0]["version"] == "1"
+    good = champion.iloc[-1]["version"]
     assert registry.current_version(MODEL, registry.CHAMPION) == good
 
     # The regressed version was blocked by the gate and never became champion.
@@ -48,10 +44,15 @@ def test_other_seed_promotes_blocks_and_rolls_back(run_notebook):
     assert evidence.data.tags["decision"] == "blocked"
     assert evidence.data.metrics["challenger_roc_auc"] < evidence.data.metrics["champion_roc_auc"]
 
-    # The broken version passed the gate (the evidence says so), then was rolled back.
+    # The broken version passed the gate (the evidence says so), then failed the smoke test
+    # served from models:/NAME/4, and that is on record: promote refuses it.
     broken = client.get_model_version(MODEL, "4").tags
     assert broken["gate.decision"] == "passed"
     assert client.get_run(broken["gate.run_id"]).data.tags["decision"] == "passed"
+    assert broken["smoke.decision"] == "failed"
+    assert broken["smoke.model_uri"] == f"models:/{MODEL}/4"
+    assert "status 400" in broken["smoke.detail"]
+    assert "4" not in set(champion["version"])
 
     # stop() returns when the server process exits; its uvicorn worker may need a moment more.
     deadline = time.monotonic() + 15

@@ -175,7 +175,7 @@ def test_fresh_run_dir_forgets_an_earlier_run(tmp_path, monkeypatch):
 def test_run_name_is_a_plain_folder_name():
     assert check_parameter("run_name", "team-demo_2") == "team-demo_2"
     for bad in ("../elsewhere", "a/b", "", "with space"):
-        with pytest.raises(ParameterError, match="parameter run_name must be a folder name"):
+        with pytest.raises(ParameterError, match="parameter run_name must be a name of 1 to 64"):
             check_parameter("run_name", bad)
 
 
@@ -183,3 +183,14 @@ def test_manual_steps_are_the_notebooks_own():
     """manual.py is the hand code of notebooks 01 and 02, and it says so."""
     assert "notebooks 01" in manual.__doc__ and "02" in manual.__doc__
     assert list(training.FEATURES) == manual.FEATURES
+
+
+def test_a_run_name_outside_the_workspace_deletes_nothing(tmp_path, monkeypatch):
+    """fresh_run_dir empties its folder: a name like '../..' must never reach rmtree."""
+    monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path / "ws"))
+    keep = tmp_path / "keep.txt"
+    keep.write_text("mine")
+    for bad in ("../..", "..", "/tmp"):
+        with pytest.raises(ParameterError, match="run_name must be a name"):
+            proof.fresh_run_dir(bad)
+    assert keep.read_text() == "mine"

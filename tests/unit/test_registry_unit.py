@@ -48,3 +48,63 @@ def test_table_has_one_row_per_check():
 
 def test_default_thresholds_are_the_documented_ones():
     assert registry.GateThresholds() == registry.GateThresholds(0.65, 0.01, 0.02)
+
+
+class FailingStore:
+    """A client whose store fails reading aliases. A stand-in is needed: a real store cannot
+    be made to fail on exactly one read, on demand, while the others answer."""
+
+    def __init__(self, error: Exception):
+        self.error, self.writes = error, []
+
+    def get_model_version_by_alias(self, name, alias):
+        raise self.error
+
+    def delete_registered_model_alias(self, name, alias):
+        self.writes.append(("delete alias", alias))
+
+    def set_registered_model_alias(self, name, alias, version):
+        self.writes.append(("set alias", alias))
+
+    def set_registered_model_tag(self, name, key, value):
+        self.writes.append(("tag", key))
+
+    def get_registered_model(self, name):
+        raise AssertionError("no history is read or written after a failed read")
+
+
+def test_a_store_failure_stops_the_alias_change_and_deletes_nothing(monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    store = FailingStore(MlflowException("(sqlite3.OperationalError) database is locked"))
+    monkeypatch.setattr(registry, "client", lambda: store)
+
+    with pytest.raises(registry.StoreError) as raised:
+        registry.set_alias("m", registry.CHAMPION, None, "rollback: smoke test failed")
+
+    assert store.writes == [], "the alias and the history are untouched"
+    message = str(raised.value)
+    assert "tracking store failed while reading alias 'champion' of model 'm'" in message
+    assert "database is locked" in message and "nothing more was changed" in message
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        ("INVALID_PARAMETER_VALUE", "Registered model alias champion not found."),
+        ("RESOURCE_DOES_NOT_EXIST", "Registered Model with name=m not found"),
+    ],
+)
+def test_only_mlflows_does_not_exist_answers_mean_no_alias(monkeypatch, code, text):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    # the answers MLflow 3 gives on a real sqlite store (checked), replayed without one
+    error = MlflowException(text, getattr(databricks_pb2, code))
+    monkeypatch.setattr(registry, "client", lambda: FailingStore(error))
+    assert registry.current_version("m", registry.CHAMPION) is None
+    other = FailingStore(MlflowException("must be a string", getattr(databricks_pb2, code)))
+    monkeypatch.setattr(registry, "client", lambda: other)
+    if code == "INVALID_PARAMETER_VALUE":
+        with pytest.raises(registry.StoreError):
+            registry.current_version("m", registry.CHAMPION)
