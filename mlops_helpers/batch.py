@@ -13,22 +13,45 @@ import hashlib
 import html
 import itertools
 import json
+import math
 import os
 import secrets
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from mlops_helpers import runner
-from mlops_helpers.config import HOME_ENV, TRACKING_URI_ENV, ensure_workspace, workspace_path
-from mlops_helpers.parameters import ParameterError
+from mlops_helpers import runner, workspace_lock
+from mlops_helpers.config import HOME_ENV, TRACKING_URI_ENV, workspace_path
+from mlops_helpers.parameters import (
+    NAME_RULE,
+    ParameterError,
+    check_name,
+    check_parameter,
+    is_name,
+)
 from mlops_helpers.processes import HOST
-from mlops_helpers.specs import SpecError, clean, file_value, load_spec, notebook_beside, where
+from mlops_helpers.specs import (
+    SpecError,
+    clean,
+    file_text,
+    file_value,
+    load_spec,
+    notebook_beside,
+    spec_name,
+    where,
+)
 
 RESULT = "result.json"
 PORT_RACE = "Address already in use"
 GRID_KEYS = {"name", "notebook", "pipeline", "parameters", "grid"}
+# A batch beyond this many items is almost always a typo (an axis of days times an axis of
+# seeds times ...); a bigger backfill is split into grids, which also resume separately.
+MAX_ITEMS = 1000
+# How long an unreachable --scheduler may take to say so, instead of Dask's own retries.
+SCHEDULER_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -65,8 +88,9 @@ class Batch:
 
     @property
     def out_dir(self) -> Path:
-        """``<workspace>/batches/<name>``: stable, so a rerun finds finished items."""
-        return workspace_path() / "batches" / self.name
+        """``<workspace>/batches/<name>``: stable, so a rerun finds finished items; refuses a
+        name that could lead outside the workspace."""
+        return workspace_path() / "batches" / check_name("grid name", self.name)
 
 
 def _key(target: str, params: dict[str, Any]) -> str:
@@ -74,12 +98,66 @@ def _key(target: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _grid_name(path: Path, spec: dict) -> str:
+    """The grid's ``name:``, else the file's stem; SpecError if it is not a valid name."""
+    if "name" in spec:
+        return spec_name(path, spec, "grid name", spec["name"])
+    if not is_name(path.stem):
+        raise SpecError(
+            f"{where(path, spec)}: the grid has no `name:` and its file name {path.stem!r} "
+            f"is not {NAME_RULE}; add a `name:` line (or rename the file)"
+        )
+    return path.stem
+
+
+def _axes(path: Path, grid: dict, cli_values: dict[str, str]) -> dict[str, list]:
+    """The grid's axes, checked: non-empty lists without repeats, not also set by ``-p``,
+    and a product of at most :data:`MAX_ITEMS` items (counted before it is built)."""
+    axes = clean(grid)
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where(path, grid)}: grid axis {name!r} must be a non-empty list")
+        texts = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        twice = next((v for v, t in zip(values, texts, strict=True) if texts.count(t) > 1), None)
+        if twice is not None:
+            raise SpecError(
+                f"{where(path, grid)}: grid axis {name!r} lists {twice!r} more than once; "
+                "remove the repeat"
+            )
+        if name in cli_values:
+            raise SpecError(
+                f"{where(path, grid)}: -p {name} would give every item of grid axis {name!r} "
+                f"the same value; drop -p {name}, or the axis"
+            )
+    count = math.prod(len(v) for v in axes.values())
+    if count > MAX_ITEMS:
+        sizes = " x ".join(f"{len(v)} {n}" for n, v in axes.items())
+        raise SpecError(
+            f"{where(path, grid)}: the grid makes {count} items ({sizes}), more than the "
+            f"{MAX_ITEMS} a batch runs; split it into smaller grids"
+        )
+    return axes
+
+
+def _unique(items: list[Item], path: Path, grid: dict) -> list[Item]:
+    """``items``, or SpecError when two are the same run (same target and typed values)."""
+    first: dict[str, int] = {}
+    for i, item in enumerate(items, start=1):
+        if item.key in first:
+            raise SpecError(
+                f"{where(path, grid)}: grid items {first[item.key]} and {i} are the same run "
+                f"({item.parameters}); remove the values that repeat (1 and 1.0 are the same)"
+            )
+        first[item.key] = i
+    return items
+
+
 def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
     """Read and check a grid file: a notebook (or pipeline), fixed parameters, a grid."""
-    from mlops_helpers import pipeline as pipelines
-
     path = Path(path)
+    cli_values = cli_values or {}
     spec = load_spec(path, GRID_KEYS)
+    name = _grid_name(path, spec)
     if ("notebook" in spec) == ("pipeline" in spec):
         raise SpecError(f"{where(path, spec)}: name exactly one of `notebook` or `pipeline`")
     fixed = spec.get("parameters") or {}
@@ -87,50 +165,70 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
     for what, node in (("parameters", fixed), ("grid", grid)):
         if not isinstance(node, dict):
             raise SpecError(f"{where(path, spec)}: `{what}` must be a mapping")
-    axes = clean(grid)
-    for name, values in axes.items():
-        if not isinstance(values, list) or not values:
-            raise SpecError(f"{where(path, grid)}: grid axis {name!r} must be a non-empty list")
+    axes = _axes(path, grid, cli_values)
     combos = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     combos = combos or [{}]
     if "notebook" in spec:
-        try:
-            notebook = notebook_beside(path, spec["notebook"])
-        except ParameterError as exc:
-            raise SpecError(f"{where(path, spec)}: {exc}") from None
-        specs = runner.notebook_parameters(notebook)
-        for name in [*clean(fixed), *axes, *(cli_values or {})]:
-            if name not in specs:
-                node = grid if name in axes else fixed if name in fixed else spec
-                raise SpecError(
-                    f"{where(path, node)}: parameter {name!r} is not declared by "
-                    f"{notebook.stem}; it declares: {', '.join(specs)}"
-                )
-        items = []
-        for combo in combos:
-            values = {**clean(fixed), **combo}
-            typed = {
-                n: file_value(n, v, specs[n], where(path, grid if n in axes else fixed))
-                for n, v in values.items()
-            }
-            for n, v in (cli_values or {}).items():
-                typed[n] = runner.typed_value(n, v, specs[n], "-p")
-            items.append(Item(_key(notebook.name, typed), str(notebook), "notebook", typed))
+        items = _notebook_items(path, spec, fixed, grid, axes, combos, cli_values)
     else:
-        target = (path.parent / str(spec["pipeline"])).resolve()
-        if not target.is_file():
-            target = Path(str(spec["pipeline"])).resolve()
-        try:
-            pipelines.load_pipeline(target, cli_values)
-        except (SpecError, ParameterError) as exc:
-            raise SpecError(f"{where(path, spec)}: pipeline {spec['pipeline']}: {exc}") from None
-        items = []
-        for combo in combos:
-            values = {**clean(fixed), **combo, **(cli_values or {})}
-            pipelines.load_pipeline(target, {k: str(v) for k, v in values.items()})
-            items.append(Item(_key(str(target), values), str(target), "pipeline", values))
-    name = str(spec.get("name") or path.stem)
-    return Batch(name, path, items)
+        items = _pipeline_items(path, spec, fixed, grid, combos, cli_values)
+    return Batch(name, path, _unique(items, path, grid))
+
+
+def _notebook_items(path, spec, fixed, grid, axes, combos, cli_values) -> list[Item]:
+    """One item per combination, each value typed against the notebook's declaration."""
+    try:
+        notebook = notebook_beside(path, spec["notebook"])
+    except ParameterError as exc:
+        raise SpecError(f"{where(path, spec)}: {exc}") from None
+    specs = runner.notebook_parameters(notebook)
+    for name in [*clean(fixed), *axes, *cli_values]:
+        if name not in specs:
+            node = grid if name in axes else fixed if name in fixed else spec
+            raise SpecError(
+                f"{where(path, node)}: parameter {name!r} is not declared by "
+                f"{notebook.stem}; it declares: {', '.join(specs)}"
+            )
+    items = []
+    for combo in combos:
+        values = {**clean(fixed), **combo}
+        typed = {
+            n: file_value(n, v, specs[n], where(path, grid if n in axes else fixed))
+            for n, v in values.items()
+        }
+        for n, v in cli_values.items():
+            typed[n] = runner.typed_value(n, v, specs[n], "-p")
+        items.append(Item(_key(notebook.name, typed), str(notebook), "notebook", typed))
+    return items
+
+
+def _pipeline_items(path, spec, fixed, grid, combos, cli_values) -> list[Item]:
+    """One item per combination: the pipeline's values, typed by the steps that declare them
+    (passed on typed, never turned back into ``-p`` text)."""
+    from mlops_helpers import pipeline as pipelines
+
+    try:
+        given = file_text("pipeline", spec["pipeline"])
+    except ParameterError as exc:
+        raise SpecError(f"{where(path, spec)}: {exc}") from None
+    target = (path.parent / given).resolve()
+    if not target.is_file():
+        target = Path(given).resolve()
+    try:
+        pipe = pipelines.load_pipeline(target, cli_values)
+    except (SpecError, ParameterError) as exc:
+        raise SpecError(f"{where(path, spec)}: pipeline {given}: {exc}") from None
+    own = {n: v for n, v in clean(fixed).items() if n not in cli_values}  # -p wins
+    pipe = pipelines.with_values(pipe, own, where(path, fixed))
+    items = []
+    for combo in combos:
+        steps = pipelines.with_values(pipe, combo, where(path, grid)).steps
+        typed = {
+            n: next(s.parameters[n] for s in steps if n in s.parameters)
+            for n in [*own, *combo, *cli_values]
+        }
+        items.append(Item(_key(str(target), typed), str(target), "pipeline", typed))
+    return items
 
 
 def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -> dict:
@@ -174,14 +272,65 @@ def _execute(item: Item, folder: Path) -> str:
         return name
     from mlops_helpers import pipeline as pipelines
 
-    pipe = pipelines.load_pipeline(
-        Path(item.target), {k: str(v) for k, v in item.parameters.items()}
-    )
+    pipe = pipelines.load_pipeline(Path(item.target))
+    pipe = pipelines.with_values(pipe, item.parameters, f"batch item {item.key}")
     results = pipelines.run_pipeline(pipe, folder, resume=True, progress=False)
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise RuntimeError(f"step {failed[0].step}: {failed[0].error}")
     return results[-1].output
+
+
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+    """ParameterError unless a TCP connection to the Dask scheduler ``address`` opens within
+    ``timeout`` seconds (Dask itself retries for its whole connect timeout, then tracebacks)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return  # not a TCP address (inproc://, ucx://): Dask checks it itself
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ParameterError(
+            f"--scheduler {address!r} is not a scheduler address; write it as "
+            "tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786)"
+        )
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ParameterError(
+            f"--scheduler {address}: nothing answers at {host}:{port} ({reason}, waited "
+            f"{timeout:g} s); start the scheduler there (dask scheduler --port {port}), "
+            "fix the address, or leave --scheduler out to run on a local cluster"
+        ) from None
+    if not _speaks_dask(f"{scheme}://{rest}", timeout):
+        raise ParameterError(
+            f"--scheduler {address}: {host}:{port} answers, but not as a Dask scheduler "
+            "(its dashboard, often port 8787, is not the scheduler: that is usually 8786); "
+            "pass the scheduler's own address"
+        )
+
+
+def _speaks_dask(address: str, timeout: float) -> bool:
+    """True when ``address`` completes Dask's connection handshake within ``timeout``."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(handshake(), timeout + 1))
+    except Exception:  # noqa: BLE001 - any failure (an HTTP server's reply read as a Dask
+        return False  # frame fails as a MemoryError) means: not a scheduler we can use
+    return True
 
 
 def cluster_client(scheduler: str | None = None, n_workers: int | None = None):
@@ -210,7 +359,12 @@ def run_batch(
     client=None,
 ) -> list[ItemResult]:
     """Run every item not yet completed; write results.csv/json and index.html."""
-    out = ensure_workspace("batches", batch.name)
+    if scheduler and client is None:
+        check_scheduler(scheduler)
+    if n_workers is not None:
+        check_parameter("n_workers", n_workers)
+    out = batch.out_dir
+    out.mkdir(parents=True, exist_ok=True)
     done: dict[str, ItemResult] = {}
     todo: list[Item] = []
     for item in batch.items:
@@ -219,7 +373,7 @@ def run_batch(
             done[item.key] = ItemResult(**{**json.loads(marker.read_text()), "status": "done"})
         else:
             todo.append(item)
-    env = {HOME_ENV: str(workspace_path())}
+    env = {HOME_ENV: str(workspace_path()), **workspace_lock.inherited_env()}
     for key in (TRACKING_URI_ENV, *_mlflow_keys()):
         if key in os.environ:
             env[key] = os.environ[key]
@@ -299,7 +453,8 @@ def write_reports(batch: Batch, results: list[ItemResult]) -> None:
     """results.csv, results.json and index.html (linking each executed notebook's HTML)."""
     import pandas as pd
 
-    out = ensure_workspace("batches", batch.name)
+    out = batch.out_dir
+    out.mkdir(parents=True, exist_ok=True)
     rows = [
         {
             "key": r.key, **r.parameters, "status": r.status, "seconds": round(r.seconds, 2),

@@ -15,14 +15,22 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mlops_helpers import runner
-from mlops_helpers.config import ensure_workspace, workspace_path
-from mlops_helpers.parameters import ParameterError
-from mlops_helpers.specs import SpecError, clean, file_value, load_spec, notebook_beside, where
+from mlops_helpers.config import workspace_path
+from mlops_helpers.parameters import NAME_RULE, ParameterError, check_name, is_name
+from mlops_helpers.specs import (
+    SpecError,
+    clean,
+    file_value,
+    load_spec,
+    notebook_beside,
+    spec_name,
+    where,
+)
 
 STATE = "pipeline.json"
 STEP_KEYS = {"name", "notebook", "parameters", "after", "__line__"}
@@ -37,6 +45,8 @@ class Step:
     notebook: Path
     parameters: dict[str, Any]
     after: list[str]
+    # what the notebook declares (not part of the fingerprint: the values are)
+    specs: dict[str, runner.ParamSpec] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self) -> str:
         """A hash of the notebook's name and the parameters: same hash, same work."""
@@ -94,44 +104,93 @@ def _order(steps: list[dict], path: Path) -> list[dict]:
     return ordered
 
 
-def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipeline:
-    """Read and check a pipeline file; ``cli_values`` (from ``-p``) override its parameters."""
-    path = Path(path)
-    spec = load_spec(path, TOP_KEYS)
-    shared = _mapping(spec.get("parameters"), path, "parameters", spec)
-    raw_steps = spec.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise SpecError(f"{where(path, spec)}: `steps` must be a non-empty list of steps")
+def pipeline_name(path: Path, spec: dict) -> str:
+    """The pipeline's ``name:``, else the file's stem; SpecError if it is not a valid name."""
+    if "name" in spec:
+        return spec_name(path, spec, "pipeline name", spec["name"])
+    if not is_name(path.stem):
+        raise SpecError(
+            f"{where(path, spec)}: the pipeline has no `name:` and its file name "
+            f"{path.stem!r} is not {NAME_RULE}; add a `name:` line (or rename the file)"
+        )
+    return path.stem
+
+
+def _check_steps(raw_steps: list, path: Path) -> set[str]:
+    """Each step a mapping with a valid, unique ``name`` and a ``notebook``; the names."""
     seen: set[str] = set()
     for raw in raw_steps:
         if not isinstance(raw, dict) or "name" not in raw or "notebook" not in raw:
             raise SpecError(f"{where(path, raw)}: every step needs `name` and `notebook`")
+        name = spec_name(path, raw, "step name", raw["name"])
         for key in set(raw) - STEP_KEYS:
-            raise SpecError(f"{where(path, raw)}: step {raw['name']!r} has unknown key {key!r}")
-        if raw["name"] in seen:
-            raise SpecError(f"{where(path, raw)}: step name {raw['name']!r} is used twice")
-        seen.add(raw["name"])
+            raise SpecError(f"{where(path, raw)}: step {name!r} has unknown key {key!r}")
+        if name in seen:
+            raise SpecError(f"{where(path, raw)}: step name {name!r} is used twice")
+        seen.add(name)
     for raw in raw_steps:
         after = raw.get("after") or []
-        if not isinstance(after, list) or any(a not in seen for a in after):
+        unknown = (
+            [a for a in after if not (is_name(a) and a in seen)]
+            if isinstance(after, list)
+            else after
+        )
+        if not isinstance(after, list) or unknown:
             raise SpecError(
-                f"{where(path, raw)}: step {raw['name']!r} runs after unknown steps "
-                f"{[a for a in after if a not in seen] if isinstance(after, list) else after}; "
+                f"{where(path, raw)}: step {raw['name']!r} runs after unknown steps {unknown}; "
                 f"steps are: {', '.join(sorted(seen))}"
             )
+    return seen
+
+
+def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipeline:
+    """Read and check a pipeline file; ``cli_values`` (from ``-p``) override its parameters."""
+    path = Path(path)
+    spec = load_spec(path, TOP_KEYS)
+    name = pipeline_name(path, spec)
+    shared = _mapping(spec.get("parameters"), path, "parameters", spec)
+    raw_steps = spec.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise SpecError(f"{where(path, spec)}: `steps` must be a non-empty list of steps")
+    _check_steps(raw_steps, path)
     steps = [_step(raw, shared, cli_values or {}, path) for raw in _order(raw_steps, path)]
-    declared = {n for s in steps for n in runner.notebook_parameters(s.notebook)}
-    for name in shared:
-        if name != "__line__" and name not in declared:
+    declared = {n for s in steps for n in s.specs}
+    for key in shared:
+        if key != "__line__" and key not in declared:
             raise SpecError(
-                f"{where(path, shared)}: parameter {name!r} is declared by no step's notebook"
+                f"{where(path, shared)}: parameter {key!r} is declared by no step's notebook"
             )
     unknown = sorted(set(cli_values or {}) - declared)
     if unknown:
         raise ParameterError(
             f"parameter(s) {', '.join(unknown)} (-p) not declared by any step of {path.name}"
         )
-    return Pipeline(str(spec.get("name") or path.stem), path, steps)
+    return Pipeline(name, path, steps)
+
+
+def with_values(pipe: Pipeline, values: dict[str, Any], source: str) -> Pipeline:
+    """``pipe`` with typed ``values`` (read at ``source``, e.g. a grid's file:line) set in
+    every step that declares them; SpecError for a value no step declares or a wrong one."""
+    unknown = sorted(set(values) - {n for s in pipe.steps for n in s.specs})
+    if unknown:
+        raise SpecError(
+            f"{source}: parameter(s) {', '.join(unknown)} declared by no step of {pipe.path.name}"
+        )
+    steps = [
+        replace(
+            step,
+            parameters={
+                **step.parameters,
+                **{
+                    n: file_value(n, v, step.specs[n], source)
+                    for n, v in values.items()
+                    if n in step.specs
+                },
+            },
+        )
+        for step in pipe.steps
+    ]
+    return Pipeline(pipe.name, pipe.path, steps)
 
 
 def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
@@ -156,18 +215,25 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
     for name, value in cli_values.items():
         if name in specs:
             values[name] = runner.typed_value(name, value, specs[name], "-p")
-    return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []))
+    return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []), specs)
+
+
+def _runs_root(pipe: Pipeline) -> Path:
+    """``<workspace>/pipelines/<name>``, refusing a name that could lead outside it."""
+    return workspace_path() / "pipelines" / check_name("pipeline name", pipe.name)
 
 
 def new_run_dir(pipe: Pipeline) -> Path:
     """A fresh folder for one run of ``pipe`` under ``<workspace>/pipelines/<name>/``."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return ensure_workspace("pipelines", pipe.name, f"{stamp}-{secrets.token_hex(2)}")
+    run_dir = _runs_root(pipe) / f"{stamp}-{secrets.token_hex(2)}"
+    run_dir.mkdir(parents=True)
+    return run_dir
 
 
 def latest_run_dir(pipe: Pipeline) -> Path | None:
     """The most recent run folder of ``pipe``, or None."""
-    root = workspace_path() / "pipelines" / pipe.name
+    root = _runs_root(pipe)
     runs = sorted(p for p in root.glob("*") if (p / STATE).is_file()) if root.is_dir() else []
     return runs[-1] if runs else None
 

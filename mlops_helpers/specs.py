@@ -22,26 +22,55 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict:
+    _refuse_duplicate_keys(loader, node)
     mapping = loader.construct_mapping(node, deep=True)
     mapping[LINE] = node.start_mark.line + 1
     return mapping
 
 
+def _refuse_duplicate_keys(loader: _LineLoader, node: yaml.MappingNode) -> None:
+    """A key written twice in one mapping is an error: YAML would silently keep the last."""
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *base` then a key overriding it is the point of a merge
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            earlier = first_line.get(key)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
+        if earlier is not None:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} is written twice (first on line {earlier}); keep one of them",
+                key_node.start_mark,
+            )
+        first_line[key] = key_node.start_mark.line + 1
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
 
 
-def load_yaml(path: Path) -> dict:
-    """Parse a YAML mapping, keeping line numbers; SpecError for a missing file or bad YAML."""
+def read_yaml(path: Path) -> Any:
+    """Parse any YAML document, keeping line numbers and refusing duplicate keys; SpecError
+    for a missing file or bad YAML, naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
     try:
-        data = yaml.load(path.read_text(), Loader=_LineLoader)  # noqa: S506 - safe loader subclass
+        return yaml.load(path.read_text(), Loader=_LineLoader)  # noqa: S506 - safe loader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{where}: not valid YAML: {problem}") from None
+        raise SpecError(f"{where}: not valid YAML: {problem}{at}") from None
+
+
+def load_yaml(path: Path) -> dict:
+    """:func:`read_yaml` of a file that must hold a mapping at the top."""
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}:1: expected a mapping at the top, got {type(data).__name__}")
     return data
@@ -82,10 +111,42 @@ def file_value(name: str, value: Any, spec, source: str) -> Any:
         raise SpecError(f"{source}: {exc}") from None
 
 
+def spec_name(path: Path, node: Any, what: str, value: Any) -> str:
+    """``value`` if it is a valid folder name (:func:`parameters.check_name`); else SpecError
+    naming ``file:line`` of ``node``, the value and the allowed characters."""
+    from mlops_helpers.parameters import ParameterError, check_name
+
+    try:
+        return check_name(what, value)
+    except ParameterError as exc:
+        hint = f"; quote it: '{value}'" if isinstance(value, (int, float)) else ""
+        raise SpecError(f"{where(path, node)}: {exc}{hint}") from None
+
+
+def file_text(what: str, value: Any) -> str:
+    """``value`` if a str: ParameterError for a number, with the quoted form to write.
+
+    YAML has already turned ``03`` into the int 3 (and ``010`` into 8, while ``08`` stays
+    text), so the text that was written is lost: reading 3 as "03" would be a guess that
+    ``010`` shows to be wrong. Asking for quotes is the one reading that is never wrong.
+    """
+    from mlops_helpers.parameters import ParameterError
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 100:
+        raise ParameterError(
+            f"{what} must be text, but YAML reads it as the number {value}; "
+            f"quote it: {what}: '{value:02d}'"
+        )
+    raise ParameterError(f"{what} must be text, got {value!r}; quote it: {what}: '...'")
+
+
 def notebook_beside(path: Path, given: Any) -> Path:
     """The notebook a spec file names: a path relative to the file, else a workbook notebook
     (``03``, ``03_automated_etl``) or a path from the working directory."""
     from mlops_helpers import runner
 
+    given = file_text("notebook", given)
     beside = Path(path).parent / str(given)
     return runner.find_notebook(str(beside) if beside.is_file() else str(given))

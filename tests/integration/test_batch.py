@@ -5,11 +5,14 @@ what was missing, and bad grid files are refused naming the file and line."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -205,6 +208,38 @@ BAD_GRIDS = {
         3,
         "parameter seed (" + "{path}:3) must be int, got 'two'",
     ),
+    "a product above the cap": (
+        f"notebook: tiny.ipynb\ngrid:\n  seed: {list(range(40))}\n  n_rows: {list(range(1, 31))}\n",
+        3,
+        "the grid makes 1200 items (40 seed x 30 n_rows), more than the 1000 a batch runs; "
+        "split it into smaller grids",
+    ),
+    "a value twice on an axis": (
+        "notebook: tiny.ipynb\ngrid:\n  seed: [1, 2, 1]\n",
+        3,
+        "grid axis 'seed' lists 1 more than once; remove the repeat",
+    ),
+    "two items that are the same run": (
+        "notebook: tiny.ipynb\ngrid:\n  pause: [0, 0.0]\n",
+        3,
+        "grid items 1 and 2 are the same run ({{'pause': 0.0}})",
+    ),
+    "a key written twice": (
+        "notebook: tiny.ipynb\ngrid:\n  seed: [1]\n  seed: [2]\n",
+        4,
+        "not valid YAML: key 'seed' is written twice (first on line 3); keep one of them",
+    ),
+    "notebook written as a number": (
+        "notebook: 3\ngrid:\n  seed: [1]\n",
+        1,
+        "notebook must be text, but YAML reads it as the number 3; quote it: notebook: '03'",
+    ),
+    "grid name a path": (
+        "name: ../../results\nnotebook: tiny.ipynb\ngrid:\n  seed: [1]\n",
+        1,
+        "grid name must be a name of 1 to 64 letters, digits, '-' and '_', starting with a "
+        "letter or digit, got '../../results'",
+    ),
 }
 
 
@@ -217,3 +252,90 @@ def test_bad_grid_file_names_file_and_line(workspace, tmp_path, case):
     assert str(err.value).startswith(f"{path}:{line}: ")
     assert message.format(path=path) in str(err.value)
     assert not workspace.exists(), "nothing may run or be written for a bad grid"
+
+
+def test_p_on_a_grid_axis_is_refused_as_it_would_make_every_item_the_same(workspace, tmp_path):
+    path = grid_file(tmp_path, "notebook: tiny.ipynb\ngrid:\n  seed: [1, 2]\n")
+    with pytest.raises(SpecError) as err:
+        batch.load_grid(path, {"seed": "3"})
+    assert str(err.value).startswith(f"{path}:3: -p seed would give every item of grid axis")
+    assert "drop -p seed, or the axis" in str(err.value)
+
+
+def test_a_pipeline_grid_passes_typed_values_not_text(workspace, tmp_path):
+    for label in "ab":
+        write_notebook(tmp_path / f"tiny_{label}.ipynb", label)
+    (tmp_path / "two.yaml").write_text(
+        "name: two\nsteps:\n  - {name: a, notebook: tiny_a.ipynb}\n"
+        "  - {name: b, notebook: tiny_b.ipynb, after: [a]}\n"
+    )
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "name: typed\npipeline: two.yaml\nparameters: {pause: 0}\ngrid:\n  n_rows: [10, 11]\n"
+    )
+    grid = batch.load_grid(path, {"seed": "3"})
+    assert [i.parameters for i in grid.items] == [
+        {"pause": 0.0, "n_rows": 10, "seed": 3},
+        {"pause": 0.0, "n_rows": 11, "seed": 3},
+    ], "typed as the notebooks declare them, -p text converted once"
+    path.write_text("name: typed\npipeline: two.yaml\ngrid:\n  n_rows: ['10']\n")
+    with pytest.raises(SpecError) as err:
+        batch.load_grid(path)
+    assert str(err.value) == f"{path}:4: parameter n_rows ({path}:4) must be int, got '10'", (
+        "a quoted number is text, as in a notebook grid; it is not silently converted"
+    )
+
+
+def _cli_batch(workspace: Path, path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, config.HOME_ENV: str(workspace)}
+    command = [*CLI, "batch", "--grid", str(path), "--no-progress", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("workers", ["-1", "0", "65", "two"])
+def test_workers_out_of_range_exit_2_at_once_instead_of_hanging(workspace, tmp_path, workers):
+    path = grid_file(tmp_path, "name: w\nnotebook: tiny.ipynb\ngrid:\n  seed: [1]\n")
+    done = _cli_batch(workspace, path, "--workers", workers)  # -1 hung forever before
+    assert done.returncode == 2, done.stderr
+    assert f"argument --workers: must be a whole number from 1 to 64, got '{workers}'" in (
+        done.stderr
+    )
+    assert not workspace.exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_scheduler_exits_2_naming_the_address_before_anything_is_written(
+    workspace, tmp_path
+):
+    path = grid_file(tmp_path, "name: s\nnotebook: tiny.ipynb\ngrid:\n  seed: [1]\n")
+    port = _closed_port()
+    done = _cli_batch(workspace, path, "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert done.returncode == 2, done.stderr
+    assert f"error: --scheduler tcp://127.0.0.1:{port}: nothing answers at 127.0.0.1:{port}" in (
+        done.stderr
+    )
+    assert "leave --scheduler out to run on a local cluster" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (workspace / "batches").exists()
+
+
+def test_a_scheduler_address_that_is_not_a_scheduler_exits_2(workspace, tmp_path):
+    # A real HTTP server, as a dashboard (port 8787) is when given by mistake.
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        path = grid_file(tmp_path, "name: s\nnotebook: tiny.ipynb\ngrid:\n  seed: [1]\n")
+        address = f"127.0.0.1:{server.server_address[1]}"
+        done = _cli_batch(workspace, path, "--scheduler", address)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 2, done.stderr
+    assert f"{address} answers, but not as a Dask scheduler" in done.stderr
+    assert "Traceback" not in done.stderr and not (workspace / "batches").exists()

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from tiny_notebooks import UNLUCKY, ran, write_notebook
 
-from mlops_helpers import config, pipeline, tracking
+from mlops_helpers import cli, config, pipeline, tracking
 from mlops_helpers.specs import SpecError
 
 pytestmark = pytest.mark.slow
@@ -227,6 +227,40 @@ BAD_FILES = {
         5,
         "step 'b' runs after unknown steps ['etl']; steps are: a, b",
     ),
+    "step name a list": (
+        "name: p\nsteps:\n  - name: [a, b]\n    notebook: tiny_a.ipynb\n",
+        3,
+        "step name must be a name of 1 to 64 letters, digits, '-' and '_', starting with a "
+        "letter or digit, got ['a', 'b']",
+    ),
+    "step name a path": (
+        "name: p\nsteps:\n  - name: ../../a\n    notebook: tiny_a.ipynb\n",
+        3,
+        "step name must be a name of 1 to 64 letters",
+    ),
+    "pipeline name a path": (
+        "name: /etc/cron.d\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n",
+        1,
+        "pipeline name must be a name of 1 to 64 letters, digits, '-' and '_', starting with a "
+        "letter or digit, got '/etc/cron.d'",
+    ),
+    "notebook written as a number": (
+        "name: p\nsteps:\n  - name: a\n    notebook: 03\n",
+        3,
+        "step 'a': notebook must be text, but YAML reads it as the number 3; "
+        "quote it: notebook: '03'",
+    ),
+    "a key written twice": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    parameters:\n"
+        "      seed: 1\n      seed: 2\n",
+        7,
+        "not valid YAML: key 'seed' is written twice (first on line 6); keep one of them",
+    ),
+    "an after entry that is a list": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    after: [[a]]\n",
+        3,
+        "step 'a' runs after unknown steps [['a']]; steps are: a",
+    ),
 }
 
 
@@ -240,3 +274,24 @@ def test_bad_pipeline_file_names_file_and_line_before_anything_runs(workspace, t
     assert str(err.value).startswith(f"{path}:{line}: ")
     assert message in str(err.value)
     assert not workspace.exists(), "nothing may run or be written for a bad file"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "step name a list",
+        "notebook written as a number",
+        "a key written twice",
+        "pipeline name a path",
+    ],
+)
+def test_bad_pipeline_file_exits_2_with_one_line_and_no_traceback(capsys, workspace, tiny, case):
+    text, line, message = BAD_FILES[case]
+    path = tiny / "bad.yaml"
+    path.write_text(text)
+    code = cli.main(["pipeline", str(path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"error: {path}:{line}: ")
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not workspace.exists()

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mlops_helpers import runner
-from mlops_helpers.specs import SpecError, clean, file_value, load_spec, load_yaml, where
+from mlops_helpers.parameters import NAME_RULE, ParameterError
+from mlops_helpers.specs import (
+    SpecError,
+    clean,
+    file_value,
+    load_spec,
+    load_yaml,
+    notebook_beside,
+    spec_name,
+    where,
+)
 
 
 def write(tmp_path, text):
@@ -50,3 +62,64 @@ def test_file_values_are_typed_against_the_declaration_and_name_their_source():
         file_value("n_rows", "500", spec, "grid.yaml:4")
     with pytest.raises(SpecError, match="grid.yaml:4: parameter n_rows must be an int from 1"):
         file_value("n_rows", 0, spec, "grid.yaml:4")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "first"),
+    [
+        ("name: a\nsteps: []\nname: b\n", 3, "name", 1),
+        ("steps:\n  - name: a\n    notebook: '03'\n    name: b\n", 4, "name", 2),
+        ("grid: {seed: [1], seed: [2]}\n", 1, "seed", 1),
+    ],
+)
+def test_a_key_written_twice_is_refused_naming_both_lines(tmp_path, text, line, key, first):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as err:
+        load_yaml(path)
+    assert str(err.value).startswith(f"{path}:{line}: not valid YAML: key {key!r} is written ")
+    assert f"twice (first on line {first}); keep one of them" in str(err.value)
+
+
+def test_a_merge_key_may_still_be_overridden(tmp_path):
+    path = write(tmp_path, "base: &b {seed: 1, n_rows: 5}\nitem:\n  <<: *b\n  seed: 2\n")
+    assert clean(load_yaml(path))["item"] == {"seed": 2, "n_rows": 5}
+
+
+def test_a_parameter_file_with_a_key_written_twice_exits_2(capsys, monkeypatch, tmp_path):
+    from mlops_helpers import cli
+
+    monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path / "ws"))
+    params = write(tmp_path, "seed: 7\nn_rows: 100\nseed: 8\n")
+    code = cli.main(["run", "01", "-f", str(params), "--no-progress", "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{params}:3: not valid YAML: key 'seed' is written twice (first on line 1)" in err
+    assert not (tmp_path / "ws").exists(), "nothing runs on an ambiguous parameter file"
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("03", "YAML reads it as the number 3; quote it: notebook: '03'"),
+        ("3", "YAML reads it as the number 3; quote it: notebook: '03'"),
+        ("010", "YAML reads it as the number 8; quote it: notebook: '08'"),
+        ("[03]", "notebook must be text, got [3]"),
+    ],
+)
+def test_a_notebook_written_as_a_number_asks_for_quotes(tmp_path, written, message):
+    path = write(tmp_path, f"notebook: {written}\n")
+    given = load_yaml(path)["notebook"]
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        notebook_beside(path, given)
+    assert notebook_beside(write(tmp_path, "notebook: '03'\n"), "03").stem == "03_automated_etl"
+
+
+def test_spec_names_follow_the_one_folder_name_rule(tmp_path):
+    path = write(tmp_path, "name: x\n")
+    spec = load_yaml(path)
+    assert spec_name(path, spec, "grid name", "backfill_2026-01") == "backfill_2026-01"
+    with pytest.raises(SpecError) as err:
+        spec_name(path, spec, "grid name", "../x")
+    assert str(err.value) == f"{path}:1: grid name must be {NAME_RULE}, got '../x'"
+    with pytest.raises(SpecError, match=r"got 2026; quote it: '2026'"):
+        spec_name(path, spec, "grid name", 2026)
