@@ -9,27 +9,34 @@ imported (it takes seconds): its schema head is read from its migration files.
 
 from __future__ import annotations
 
-import ast
 import errno
 import os
 import platform
+import shlex
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
-from importlib import metadata, util
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlops_helpers import config
 from mlops_helpers.processes import HOST, free_port
+from mlops_helpers.tracking import (  # one answer for doctor and configure_tracking
+    mlflow_schema,
+    redact,
+    server_problem,
+    shell_path,
+    sqlite_revision,
+    store_problem,
+    uri_problem,
+)
+
+__all__ = ["mlflow_schema", "sqlite_revision"]  # re-exported: doctor reports what they find
 
 KERNEL = "python3"  # the kernel papermill, nbval and the notebooks' metadata name
 MIN_FREE_GIB = 1.0
@@ -72,7 +79,9 @@ def show(path: Path | str) -> str:
 def make(target: str) -> str:
     """``make TARGET``, with ``-C <project>`` when not run from the project root."""
     root = config.project_root()
-    return f"make {target}" if Path.cwd().resolve() == root else f"make -C {root} {target}"
+    return (
+        f"make {target}" if Path.cwd().resolve() == root else f"make -C {shell_path(root)} {target}"
+    )
 
 
 def install_fix() -> str:
@@ -81,7 +90,8 @@ def install_fix() -> str:
     if Path(sys.prefix).resolve() == (root / ".venv").resolve():
         # -B: make install is stamped, so it does nothing after a hand-made pip change.
         return f"run: {make('-B install')}"
-    return f"run: {sys.executable} -m pip install -r {root / 'requirements' / 'test.lock'}"
+    lock = shell_path(root / "requirements" / "test.lock")
+    return f"run: {shell_path(sys.executable)} -m pip install -r {lock}"
 
 
 # -- python -----------------------------------------------------------------------------
@@ -101,7 +111,7 @@ def check_python(pyproject: Path | None = None) -> Check:
         "python",
         False,
         f"{detail}: the wrong version",
-        f"recreate .venv with a Python {wanted}: rm -rf {config.project_root() / '.venv'} "
+        f"recreate .venv with a Python {wanted}: rm -rf {shell_path(config.project_root() / '.venv')} "
         f"&& {make('install PYTHON=/path/to/that/python')}",
     )
 
@@ -186,7 +196,9 @@ def check_kernel(name: str = KERNEL) -> Check:
 
     manager = KernelSpecManager()
     env_dir = (Path(sys.prefix) / "share" / "jupyter" / "kernels").resolve()
-    install = f"{sys.executable} -m ipykernel install --sys-prefix --name {name}"
+    install = (
+        f"{shell_path(sys.executable)} -m ipykernel install --sys-prefix --name {shlex.quote(name)}"
+    )
     try:
         spec = manager.get_kernel_spec(name)
     except NoSuchKernel:
@@ -214,7 +226,8 @@ def check_kernel(name: str = KERNEL) -> Check:
     fix = f"run: {install}"
     if hides:  # an install into this environment would still be hidden by the one found
         jupyter = Path(sys.executable).parent / "jupyter"
-        fix = f"the {name} in {show(found_in)} hides this environment's; run: {jupyter} kernelspec remove -f {name} && {install}"
+        remove = f"{shell_path(jupyter)} kernelspec remove -f {shlex.quote(name)}"
+        fix = f"the {name} in {show(found_in)} hides this environment's; run: {remove} && {install}"
     return Check(
         "kernel",
         False,
@@ -235,7 +248,7 @@ def _existing_ancestor(path: Path) -> Path:
 def clean_workspace_command() -> str:
     """How to delete the workspace: ``make clean-workspace`` for the default one."""
     if os.environ.get(config.HOME_ENV, "").strip():
-        return f"rm -rf {config.workspace_path()}"
+        return f"rm -rf {shell_path(config.workspace_path())}"
     return make("clean-workspace")
 
 
@@ -266,7 +279,7 @@ def check_workspace(min_free_gib: float = MIN_FREE_GIB) -> Check:
             "workspace",
             False,
             f"{show(ws)} ({source}) {what}: {exc.strerror or exc}",
-            f"make {target} writable (chmod u+w {target}) or {elsewhere}"
+            f"make {show(target)} writable (chmod u+w {shell_path(target)}) or {elsewhere}"
             if exc.errno in (errno.EACCES, errno.EPERM)
             else elsewhere,
         )
@@ -296,150 +309,51 @@ def tracking_uri() -> tuple[str, str]:
     return f"sqlite:///{config.workspace_path() / 'mlflow.db'}", "default"
 
 
-def mlflow_schema() -> tuple[str, set[str], str] | None:
-    """(head revision, every known revision, mlflow version) from the installed mlflow's
-    migration files, without importing mlflow; None when mlflow is not installed.
-
-    The head is the one revision no other revision names as its ``down_revision``: what
-    mlflow.store.db.utils._get_latest_schema_revision computes with alembic.
-    """
-    spec = util.find_spec("mlflow")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    versions = Path(spec.submodule_search_locations[0]) / "store" / "db_migrations" / "versions"
-    revisions, downs = set(), set()
-    for file in versions.glob("*.py"):
-        for node in ast.parse(file.read_text()).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target, value = node.targets[0], node.value
-            elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                target, value = node.target, node.value
-            else:
-                continue
-            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
-                found = ast.literal_eval(value)
-                names = found if isinstance(found, tuple | list) else (found,)
-                (revisions if target.id == "revision" else downs).update(n for n in names if n)
-    heads = revisions - downs
-    if len(heads) != 1:
-        raise RuntimeError(f"mlflow's migrations in {versions} have {len(heads)} heads, not 1")
-    return heads.pop(), revisions, metadata.version("mlflow")
-
-
-def sqlite_revision(db: Path) -> str | None:
-    """The alembic revision stored in an existing SQLite file, opened read-only.
-
-    None for a database without tables (MLflow initialises it on first use); raises
-    ValueError when it is not an MLflow store.
-    """
-    try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=2)) as con:
-            tables = {
-                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            if not tables:
-                return None
-            if "alembic_version" not in tables:
-                raise ValueError("it has tables but no alembic_version: not an MLflow store")
-            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise ValueError(f"it cannot be read as SQLite ({exc})") from None
-    if row is None:
-        raise ValueError("its alembic_version table is empty")
-    return row[0]
-
-
-def _redact(uri: str) -> str:
-    """A URI without its password (team servers and databases may carry one)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return uri.replace(f":{parts.password}@", ":***@", 1)
-
-
 def check_tracking() -> Check:
-    """The tracking store answers (server) or matches this MLflow's schema (sqlite)."""
+    """The tracking store answers as MLflow (server) or is a whole store of this MLflow's
+    schema (sqlite), by the same rules configure_tracking applies."""
     uri, source = tracking_uri()
+    label = f"{redact(uri)} ({source})"
+    problem = uri_problem(uri)
+    if problem is not None:
+        what, fix = problem
+        return Check("tracking", False, f"{label} {what}", fix)
     if uri.startswith("sqlite:"):
-        return _check_sqlite(uri, source)
+        return _check_sqlite(Path(uri.removeprefix("sqlite:///").split("?", 1)[0]), source)
     if uri.startswith(("http://", "https://")):
-        return _check_server(uri, source)
-    scheme = uri.split(":", 1)[0] if ":" in uri else "file"
-    return Check("tracking", True, f"{_redact(uri)} ({source}): a {scheme} store, not checked here")
+        return _check_server(uri, label)
+    scheme = uri.split(":", 1)[0]
+    return Check("tracking", True, f"{label}: a {scheme} store, not checked here")
 
 
-def _check_sqlite(uri: str, source: str) -> Check:
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    if not uri.startswith("sqlite:///") or not Path(path).is_absolute():
-        return Check(
-            "tracking",
-            False,
-            f"{uri} ({source}) is not an absolute sqlite path",
-            "use an absolute path: sqlite:////abs/path/mlflow.db",
-        )
-    db = Path(path)
+def _check_sqlite(db: Path, source: str) -> Check:
     label = f"sqlite {show(db)} ({source})"
     if not db.exists():
         return Check("tracking", True, f"{label}: created by MLflow on first use")
     schema = mlflow_schema()
     if schema is None:
         return Check("tracking", False, f"{label}: mlflow is not installed", install_fix())
-    head, known, version = schema
-    default_db = source == "default"
-    elsewhere = f"point {config.TRACKING_URI_ENV} (or --tracking-uri) at another file"
-    try:
-        revision = sqlite_revision(db)
-    except ValueError as exc:
-        fix = f"run: {clean_workspace_command()}" if default_db else elsewhere
-        return Check("tracking", False, f"{label}: {exc}", fix)
-    if revision is None:
+    problem = store_problem(db)
+    if problem is not None:
+        what, fix = problem
+        return Check("tracking", False, f"{label} {what}", fix)
+    head, _, version = schema
+    if sqlite_revision(db) is None:
         return Check("tracking", True, f"{label}: empty, MLflow {version} initialises it")
-    if revision == head:
-        return Check("tracking", True, f"{label}: schema {revision}, as MLflow {version} expects")
-    older = revision in known
-    upgrade = f"back it up, then run: {Path(sys.executable).parent / 'mlflow'} db upgrade {uri}"
-    if default_db:
-        fix = f"run: {clean_workspace_command()} (the workspace was made by another MLflow version)"
-        fix += f"; or, to keep its runs, {upgrade}" if older else ""
-    else:
-        fix = (
-            f"to keep its runs, {upgrade}"
-            if older
-            else f"use the MLflow that made it, or {elsewhere}"
-        )
-    age = "an older" if older else "a newer or unknown"
-    return Check(
-        "tracking",
-        False,
-        f"{label}: schema {revision} from {age} MLflow; MLflow {version} expects {head}",
-        fix,
-    )
+    return Check("tracking", True, f"{label}: schema {head}, as MLflow {version} expects")
 
 
-def _check_server(uri: str, source: str, timeout: float = 3.0) -> Check:
+def _check_server(uri: str, label: str) -> Check:
+    why = server_problem(uri)
+    if why is None:
+        return Check("tracking", True, f"{label}: answers as an MLflow tracking server")
     parts = urlsplit(uri)
-    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    # a proxy would answer for a loopback address, or refuse it: go direct
-    handlers = [urllib.request.ProxyHandler({})] if local else []
-    opener = urllib.request.build_opener(*handlers)
-    health = f"{uri.rstrip('/')}/health"
-    label = f"{_redact(uri)} ({source})"
-    try:
-        with opener.open(health, timeout=timeout) as resp:
-            if resp.status == 200:
-                return Check("tracking", True, f"{label}: /health answers 200")
-            why = f"/health answered {resp.status}"
-    except urllib.error.HTTPError as exc:
-        why = f"/health answered {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        why = f"no answer on /health ({getattr(reason, 'strerror', None) or reason})"
-    if local:
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
         port = parts.port or (443 if parts.scheme == "https" else 80)
         fix = f"start it: {make('mlflow-server' if port == 5000 else f'mlflow-server PORT={port}')}"
     else:
         fix = f"check that the server runs and is reachable from here (or unset {config.TRACKING_URI_ENV})"
-    return Check("tracking", False, f"{label}: {why}", fix)
+    return Check("tracking", False, f"{label} {why}", fix)
 
 
 # -- serving ----------------------------------------------------------------------------

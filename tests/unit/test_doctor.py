@@ -122,7 +122,10 @@ def test_kernel_fix_when_it_points_at_the_base_python_the_venv_links_to(monkeypa
     _kernel(monkeypatch, tmp_path, str(base))
     check = doctor.check_kernel()
     assert not check.ok and "not this environment" in check.detail
-    assert f"{sys.executable} -m ipykernel install --sys-prefix --name python3" in check.fix
+    install = (
+        f"{doctor.shell_path(sys.executable)} -m ipykernel install --sys-prefix --name python3"
+    )
+    assert install in check.fix
     assert "kernelspec remove" in check.fix, "the kernel found hides this environment's"
 
 
@@ -232,7 +235,9 @@ def test_tracking_fix_for_a_workspace_made_by_another_mlflow(workspace):
     _store(workspace / "mlflow.db", "0123456789ab")
     check = doctor.check_tracking()
     assert not check.ok and "schema 0123456789ab" in check.detail
-    assert f"rm -rf {workspace}" in check.fix and "another MLflow version" in check.fix
+    assert "newer or unknown MLflow" in check.detail
+    assert f"rm {doctor.shell_path(workspace / 'mlflow.db')}" in check.fix
+    assert "rm -rf" not in check.fix, "the smallest fix: the store, not the workspace"
 
 
 def test_tracking_fix_for_an_older_schema_offers_the_upgrade_too(workspace):
@@ -240,7 +245,7 @@ def test_tracking_fix_for_an_older_schema_offers_the_upgrade_too(workspace):
     _store(workspace / "mlflow.db", sorted(known - {head})[0])
     check = doctor.check_tracking()
     assert not check.ok and "older MLflow" in check.detail
-    assert "another MLflow version" in check.fix and "db upgrade sqlite:///" in check.fix
+    assert "db upgrade sqlite:///" in check.fix and "rm " in check.fix
 
 
 def test_tracking_fix_for_a_file_that_is_not_a_store(workspace, monkeypatch, tmp_path):
@@ -248,7 +253,7 @@ def test_tracking_fix_for_a_file_that_is_not_a_store(workspace, monkeypatch, tmp
     other.write_text("not sqlite at all, just text that is long enough to have a header")
     monkeypatch.setenv(config.TRACKING_URI_ENV, f"sqlite:///{other}")
     check = doctor.check_tracking()
-    assert not check.ok and "cannot be read as SQLite" in check.detail
+    assert not check.ok and "not an SQLite database" in check.detail
     assert config.TRACKING_URI_ENV in check.fix and "rm" not in check.fix
 
 
@@ -264,16 +269,22 @@ def test_tracking_fix_when_no_server_listens(workspace, monkeypatch):
     start = time.perf_counter()
     check = doctor.check_tracking()
     assert time.perf_counter() - start < 5
-    assert not check.ok and "no answer on /health" in check.detail
+    assert not check.ok and "does not answer" in check.detail
     assert f"mlflow-server PORT={port}" in check.fix
 
 
-def test_tracking_ok_when_the_server_answers_health(workspace, monkeypatch):
+def _answering(workspace, monkeypatch, mlflow_like: bool) -> doctor.Check:
+    """doctor's check of a small HTTP server that answers /health, and MLflow's REST API
+    only when ``mlflow_like`` (a stand-in: tests/integration/test_tracking_store.py checks a
+    real ``mlflow server``, which takes seconds to start)."""
+
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200 if self.path == "/health" else 404)
+            api = self.path.startswith("/api/2.0/mlflow/experiments/get-by-name")
+            found = self.path == "/health" or (api and mlflow_like)
+            self.send_response(200 if found else 404)
             self.end_headers()
-            self.wfile.write(b"OK")
+            self.wfile.write(b'{"experiment": {"name": "Default"}}' if api and found else b"OK")
 
         def log_message(self, *args):
             pass
@@ -283,11 +294,73 @@ def test_tracking_ok_when_the_server_answers_health(workspace, monkeypatch):
     thread.start()
     try:
         monkeypatch.setenv(config.TRACKING_URI_ENV, f"http://127.0.0.1:{server.server_port}/")
-        check = doctor.check_tracking()
+        return doctor.check_tracking()
     finally:
         server.shutdown()
         server.server_close()
-    assert check.ok and "/health answers 200" in check.detail
+
+
+def test_tracking_ok_when_the_server_answers_as_mlflow(workspace, monkeypatch):
+    check = _answering(workspace, monkeypatch, mlflow_like=True)
+    assert check.ok and "answers as an MLflow tracking server" in check.detail
+
+
+def test_tracking_fix_when_the_server_answers_but_is_not_mlflow(workspace, monkeypatch):
+    check = _answering(workspace, monkeypatch, mlflow_like=False)
+    assert not check.ok and "not an MLflow tracking server" in check.detail
+
+
+def test_tracking_fix_for_a_corrupt_store_removes_just_that_file_when_pasted(monkeypatch, tmp_path):
+    # A workspace whose path a careless paste would break: a space, and a $ bash expands.
+    workspace = tmp_path / "my work $HOME" / "ws"
+    (workspace / "artifacts" / "workbook").mkdir(parents=True)
+    (workspace / "artifacts" / "workbook" / "model.skops").write_bytes(b"kept")
+    (workspace / "mlflow.db").write_bytes(os.urandom(8192))
+    (workspace / "mlflow.db.lock").touch()
+    monkeypatch.setenv(config.HOME_ENV, str(workspace))
+    monkeypatch.delenv(config.TRACKING_URI_ENV, raising=False)
+    for cwd in (tmp_path, ROOT):  # relative to where it is pasted, or absolute
+        monkeypatch.chdir(cwd)
+        check = doctor.check_tracking()
+        assert not check.ok and "not an SQLite database" in check.detail
+        assert "runs and registered models are lost" in check.fix
+        command = check.fix.rsplit("run: ", 1)[1]
+        assert command == f"rm {doctor.shell_path(workspace / 'mlflow.db')}"
+        before = sorted(p for p in tmp_path.rglob("*"))
+        done = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert sorted(p for p in tmp_path.rglob("*")) == [
+            p for p in before if p != workspace / "mlflow.db"
+        ], "exactly mlflow.db is removed"
+        (workspace / "mlflow.db").write_bytes(os.urandom(8192))
+
+
+def test_every_fix_with_a_path_pastes_as_that_path(monkeypatch, tmp_path):
+    odd = tmp_path / "it's a $dir"
+    python = odd / "bin" / "python"
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.setattr(config, "project_root", lambda: odd)
+    monkeypatch.setenv(config.HOME_ENV, str(odd / "ws"))
+    fixes = {  # what: (the fix, where its command starts, a path it must paste as)
+        "pip": (doctor.install_fix(), "run: ", str(python)),
+        "lock": (doctor.install_fix(), "run: ", str(odd / "requirements" / "test.lock")),
+        "python": (doctor.check_python(_pyproject(tmp_path)).fix, "rm -rf", str(odd / ".venv")),
+        "make -C": (doctor.make("install"), "make", str(odd)),
+        "clean": (doctor.clean_workspace_command(), "rm -rf", str(odd / "ws")),
+        "kernel": (doctor.check_kernel("no-such-kernel-xyz").fix, "run: ", str(python)),
+    }
+    for what, (fix, start, path) in fixes.items():
+        command = fix[fix.index(start) :].removeprefix("run: ").split(" && ")[0]
+        echo = subprocess.run(
+            ["bash", "-c", f"printf '%s\\n' {command}"], capture_output=True, text=True
+        )
+        assert path in echo.stdout.splitlines(), f"{what}: {fix!r} does not paste as {path!r}"
+
+
+def _pyproject(tmp_path: Path) -> Path:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\nrequires-python = ">=3.99"\n')
+    return pyproject
 
 
 def test_tracking_hides_a_password_in_the_uri(workspace, monkeypatch):

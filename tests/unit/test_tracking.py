@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import shlex
 import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlparse
@@ -15,6 +23,8 @@ import numpy as np
 import pytest
 
 from mlops_helpers import config, etl, tracking, training
+from mlops_helpers.errors import WorkbookInputError
+from mlops_helpers.processes import free_port
 
 
 def shared_folder(tmp_path_factory) -> Path:
@@ -91,7 +101,7 @@ def test_nothing_is_written_to_the_working_directory(tracked):
 
 def test_relative_sqlite_uri_is_rejected(tracked, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="relative") as err:
+    with pytest.raises(tracking.TrackingStoreError, match="working directory") as err:
         tracking.configure_tracking("sqlite:///mlflow.db")
     assert "sqlite:////abs/path/mlflow.db" in str(err.value)
     assert not (tmp_path / "mlflow.db").exists()
@@ -223,3 +233,153 @@ def test_telemetry_is_off_even_if_the_caller_turned_it_on(monkeypatch):
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
     assert os.environ["MLFLOW_LOGGING_LEVEL"] == "DEBUG"  # a caller's own choice is kept
+
+
+# -- a broken or unreachable store: one clear WorkbookInputError, fast, nothing changed ------
+
+
+def _broken_store(tracked, workspace: Path, how: str) -> Path:
+    """``workspace/mlflow.db`` broken in one of the ways a user meets: random bytes, the first
+    half of a real store, or a real store whose schema revision is ``how``."""
+    db = workspace / "mlflow.db"
+    workspace.mkdir(parents=True)
+    real = (tracked.workspace / "mlflow.db").read_bytes()
+    if how == "random":
+        db.write_bytes(np.random.default_rng(0).bytes(len(real)))
+    elif how == "truncated":
+        db.write_bytes(real[: len(real) // 2])
+    else:
+        db.write_bytes(real)
+        with contextlib.closing(sqlite3.connect(db)) as con, con:
+            con.execute("UPDATE alembic_version SET version_num = ?", (how,))
+    return db
+
+
+def _refused(uri: str | None = None) -> str:
+    """configure_tracking's one-line input error for ``uri``, checked to come within seconds
+    and to leave MLflow pointed where it was."""
+    before = mlflow.get_tracking_uri()
+    start = time.perf_counter()
+    with pytest.raises(WorkbookInputError) as err:
+        tracking.configure_tracking(uri)
+    assert time.perf_counter() - start < 10
+    assert mlflow.get_tracking_uri() == before, "a refused store must not become the current one"
+    message = str(err.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("how", "what"),
+    [
+        ("random", "not an SQLite database"),
+        ("truncated", "truncated"),
+        ("ffffffffffff", "newer or unknown MLflow"),
+    ],
+)
+def test_a_broken_workspace_store_is_refused_with_the_rm_that_regenerates_it(
+    tracked, tmp_path, monkeypatch, how, what
+):
+    workspace = tmp_path / "my work $HOME"
+    monkeypatch.setenv(config.HOME_ENV, str(workspace))
+    monkeypatch.delenv(config.TRACKING_URI_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    db = _broken_store(tracked, workspace, how)
+    broken = db.read_bytes()
+    message = _refused()
+    assert what in message
+    assert f"rm {shlex.quote('my work $HOME/mlflow.db')}" in message
+    assert "runs and registered models" in message, "say what removing it loses"
+    assert db.read_bytes() == broken, "the check must not write the store"
+
+
+def test_an_older_workspace_store_offers_the_upgrade_and_the_rm(tracked, tmp_path, monkeypatch):
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    head = _get_latest_schema_revision()
+    _, known, _ = tracking.mlflow_schema()
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
+    monkeypatch.delenv(config.TRACKING_URI_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    _broken_store(tracked, tmp_path / "ws", sorted(known - {head})[0])
+    message = _refused()
+    assert "older MLflow" in message and f"db upgrade sqlite:///{tmp_path}" in message
+    assert "rm ws/mlflow.db" in message
+
+
+def test_a_broken_store_outside_the_workspace_is_not_offered_for_removal(
+    tracked, tmp_path, monkeypatch
+):
+    notes = tmp_path / "notes.db"
+    notes.write_text("not sqlite at all, just text that is long enough to have a header")
+    message = _refused(f"sqlite:///{notes}")
+    assert "not an SQLite database" in message and "rm" not in message
+    assert "--tracking-uri" in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "what"),
+    [
+        ("foo", "MLflow's file store"),
+        ("file:///tmp/mlruns", "MLflow's file store"),
+        ("/tmp/mlruns", "MLflow's file store"),
+        ("htp://x", "scheme 'htp'"),
+        ("http://", "no host"),
+        ("sqlite://relative.db", "absolute"),
+    ],
+)
+def test_a_tracking_uri_the_workbook_does_not_use_is_refused(
+    tracked, tmp_path, monkeypatch, uri, what
+):
+    monkeypatch.chdir(tmp_path)
+    message = _refused(uri)
+    assert repr(uri) in message and what in message
+    assert "sqlite:////abs/path/mlflow.db" in message
+    assert list(tmp_path.iterdir()) == [], "nothing written where the command ran"
+
+
+def test_an_unreachable_server_is_refused_within_seconds(tracked, tmp_path):
+    # In a child process: before the check, MLflow retried for about 4 minutes, and a
+    # timeout can only stop a process, not a call.
+    uri = f"http://127.0.0.1:{free_port()}"
+    code = (
+        "from mlops_helpers import tracking\n"
+        "from mlops_helpers.errors import WorkbookInputError\n"
+        "try:\n"
+        f"    tracking.configure_tracking({uri!r})\n"
+        "except WorkbookInputError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, config.HOME_ENV: str(tmp_path / "ws")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert uri in done.stdout and "does not answer" in done.stdout
+    assert "tracking-server" in done.stdout, "say how to start one"
+
+
+def test_a_server_that_is_not_mlflow_is_refused(tracked):
+    class NotMlflow(BaseHTTPRequestHandler):
+        """Answers /health like many services do, and 404 in HTML for the rest."""
+
+        def do_GET(self):
+            ok = self.path == "/health"
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "text/plain" if ok else "text/html")
+            self.end_headers()
+            self.wfile.write(b"OK" if ok else b"<html>not here</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotMlflow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}"
+        message = _refused(uri)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert uri in message and "not an MLflow tracking server" in message
