@@ -7,8 +7,11 @@ in ``notebooks/``) and under papermill (kernel started wherever the caller is).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+from mlops_helpers.errors import WorkbookInputError
 
 HOME_ENV = "MLOPS_WORKBOOK_HOME"
 # Set for kernels nobody watches (papermill, nbval, refresh): notebooks then skip progress
@@ -54,9 +57,63 @@ def workspace_path() -> Path:
     return project_root() / "workspace"
 
 
+class WorkspaceError(WorkbookInputError):
+    """The workspace folder is a file, or cannot be created or written."""
+
+
+def check_workspace() -> Path:
+    """The workspace folder, checked to be a folder (or creatable) you can write; creates nothing."""
+    path = workspace_path()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        kind = FileExistsError if existing == path else NotADirectoryError
+        raise WorkspaceError(_unusable(path, kind()))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkspaceError(_unusable(path, PermissionError(errno.EACCES, "permission denied")))
+    return path
+
+
+def make_workspace() -> Path:
+    """Create (if needed) the workspace folder and return it; WorkspaceError if unusable."""
+    path = check_workspace()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+    except OSError as exc:
+        raise WorkspaceError(_unusable(path, exc)) from None
+    return path
+
+
+def _unusable(path: Path, exc: OSError) -> str:
+    """Why the workspace cannot be used, naming the variable, its value and the fix."""
+    if isinstance(exc, FileExistsError):
+        why = "it is a file, not a folder"
+    elif isinstance(exc, NotADirectoryError):
+        why = "a part of it is a file, not a folder"
+    else:
+        why = f"it cannot be written ({exc.strerror or exc})"
+    home = os.environ.get(HOME_ENV, "").strip()
+    where = f"{HOME_ENV}={home}" if home else f"the workspace {show_path(path)}"
+    return (
+        f"{where} is not a usable workspace: {why}; set {HOME_ENV} to a folder you can "
+        f"write, e.g. export {HOME_ENV}=$HOME/mlops-workspace"
+    )
+
+
 def ensure_workspace(*parts: str) -> Path:
-    """Create (if needed) and return a folder inside the workspace."""
-    path = workspace_path().joinpath(*parts)
+    """Create (if needed) and return a folder inside the workspace.
+
+    This is where anything is first written into the workspace, so a kernel joins the
+    workspace's lock here (:func:`mlops_helpers.workspace_lock.join`).
+    """
+    from mlops_helpers import workspace_lock
+
+    root = make_workspace()
+    workspace_lock.join(root)
+    path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -25,6 +25,7 @@ MODULES = (
     "mlops_helpers.checks",
     "mlops_helpers.runner",
     "mlops_helpers.cli",
+    "mlops_helpers.workspace_lock",
 )
 
 
@@ -81,6 +82,34 @@ def test_ensure_workspace_creates_on_demand(monkeypatch, tmp_path):
     assert made.is_dir()
     assert config.ensure_workspace("datasets", "one") == made  # idempotent
     assert config.ensure_workspace() == (tmp_path / "ws").resolve()
+
+
+@pytest.mark.parametrize(
+    ("under", "why"),
+    [("", "it is a file, not a folder"), ("ws", "a part of it is a file, not a folder")],
+)
+def test_a_workspace_where_a_file_is_fails_naming_variable_value_and_fix(
+    monkeypatch, tmp_path, under, why
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    home = str(blocker / under) if under else str(blocker)
+    monkeypatch.setenv(config.HOME_ENV, home)
+    for call in (config.check_workspace, config.ensure_workspace):
+        with pytest.raises(config.WorkspaceError) as err:
+            call()
+        assert str(err.value) == (
+            f"MLOPS_WORKBOOK_HOME={home} is not a usable workspace: {why}; set "
+            "MLOPS_WORKBOOK_HOME to a folder you can write, e.g. export "
+            "MLOPS_WORKBOOK_HOME=$HOME/mlops-workspace"
+        )
+    assert blocker.read_text() == "mine"
+
+
+def test_check_workspace_creates_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "new" / "ws"))
+    assert config.check_workspace() == (tmp_path / "new" / "ws").resolve()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_show_path_inside_workspace(monkeypatch, tmp_path):
