@@ -14,17 +14,15 @@ from mlops_helpers.parameters import ParameterError, check_parameters
 
 
 def _load_param_file(path: str) -> dict[str, Any]:
-    import yaml
+    """The NAME: VALUE mapping of a ``-f`` file, read by the one YAML loader of the workbook
+    (:func:`mlops_helpers.specs.read_yaml`: line numbers, duplicate keys refused)."""
+    from mlops_helpers import specs
 
     file = Path(path)
     if not file.is_file():
         raise ParameterError(f"parameter file {path} not found; pass an existing YAML file to -f")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ParameterError(f"parameter file {path}{line} is not valid YAML: {exc}") from None
+    data = specs.clean(specs.read_yaml(file))
+    data = {} if data is None else data
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise ParameterError(
             f"parameter file {path} must be a mapping of NAME: VALUE, got {type(data).__name__}"
@@ -50,10 +48,28 @@ def _port(text: str) -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}")
+    return value
+
+
+def _worker_count(text: str) -> int:
+    """argparse type: a number of Dask workers from 1 to 64, or a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError(
-            f"must be a port from 1 to 65535, got {text!r}; leave it out to pick a free one"
+            f"must be a whole number from 1 to 64, got {text!r}; leave it out for one per core"
         )
     return value
+
+
+def claim_workspace() -> None:
+    """Hold the workspace for this command alone (exit 2 naming the holder if it is busy)."""
+    from mlops_helpers import workspace_lock
+
+    workspace_lock.claim()
 
 
 def _selected(names: list[str]) -> list[Path]:
@@ -72,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         file_values.update(_load_param_file(f))
     label = f"-f {Path(args.param_file[-1]).name}" if args.param_file else "-f"
     plan = runner.plan_parameters(notebooks, dict(args.param or []), file_values, label)
+    claim_workspace()
     run_dir = runner.new_run_dir()
     print(f"run folder: {run_dir}", flush=True)
     start = time.perf_counter()
@@ -114,16 +131,39 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version(text: str) -> str:
+    """argparse type: a model version, a whole number of at least 1, or a message that says so."""
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(
+            f"must be a version number of at least 1, got {text!r}; leave it out to deploy "
+            "the challenger"
+        )
+    return str(int(text))
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Gate a version, promote it, serve it, smoke-test it; roll back on failure."""
+    """Gate a version, serve it from its version URI, smoke-test it, and only then promote it;
+    one line per step as it goes."""
     import datetime as dt
 
     from mlops_helpers import etl, registry, serving, tracking, training
+    from mlops_helpers.parameters import check_name
 
     # the same rules as the notebooks' parameters, checked before anything is written
+    check_name("--model", args.model)
+    check_name("--experiment", args.experiment)
     check_parameters(seed=args.seed, n_rows=args.n_rows, start_day=args.eval_day)
+    if args.train and args.version:
+        raise ParameterError(
+            f"--train registers a new version and deploys it, so --version {args.version} "
+            "is not used: pass one of them"
+        )
+    claim_workspace()
     tracking.configure_tracking(args.tracking_uri, experiment=args.experiment)
     version = args.version
+    if version is not None:
+        version = registry.check_version(args.model, version)
+        serving.check_model_files(args.model, version)
     if args.train:
         days = 3
         start = (dt.date.fromisoformat(args.eval_day) - dt.timedelta(days=days)).isoformat()
@@ -135,14 +175,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if version is None:
         version = registry.current_version(args.model, registry.CHALLENGER)
         if version is None:
+            champion = registry.current_version(args.model, registry.CHAMPION)
+            now = f"; its champion is version {champion}" if champion else ""
             raise ParameterError(
-                f"model {args.model!r} has no challenger to deploy; pass --version N, "
+                f"model {args.model!r} has no challenger to deploy{now}; pass --version N, "
                 "or --train to train and register one first"
             )
     eval_frame = etl.build_training_table(args.seed, args.n_rows, args.eval_day, 1)
-    report = serving.deploy(args.model, str(version), eval_frame)
-    print(f"\ngate ({report.gate.summary()}):")
-    print(report.gate.table().to_string())
+    print(f"deploying {args.model} version {version}: gate, serve, smoke test, promote", flush=True)
+    report = serving.deploy(
+        args.model, str(version), eval_frame, progress=lambda line: print(line, flush=True)
+    )
+    if report.gate:
+        print(f"\ngate ({report.gate.summary()}):")
+        print(report.gate.table().to_string())
     if report.smoke:
         print("\nsmoke test:")
         print(report.smoke.table().to_string())
@@ -159,19 +205,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     from mlops_helpers import registry, serving, tracking
+    from mlops_helpers.parameters import check_name
 
+    check_name("--model", args.model)
     tracking.configure_tracking(args.tracking_uri)
     why = registry.describe(args.model, args.alias)
     server = serving.ScoringServer(f"models:/{args.model}@{args.alias}", port=args.port)
     signal.signal(signal.SIGTERM, _interrupt)
-    with server:
-        print(f"serving {args.model}@{args.alias} (version {why['version']}: {why['why']})")
-        print(f"URL: {server.url}/invocations   (health: {server.url}/ping)")
-        body = serving.request_body(serving.example_frame()).decode()
-        print("example request:")
-        print(f"  curl -s {server.url}/invocations -H 'Content-Type: application/json' -d '{body}'")
-        print("Ctrl-C to stop", flush=True)
-        return _wait_until_interrupted(server)
+    try:
+        with server:  # the server ends with this command, however it ends (ServerProcess)
+            print(f"serving {args.model}@{args.alias} (version {why['version']}: {why['why']})")
+            print(f"URL: {server.url}/invocations   (health: {server.url}/ping)")
+            body = serving.request_body(serving.example_frame()).decode()
+            print("example request:")
+            print(
+                f"  curl -s {server.url}/invocations -H 'Content-Type: application/json' -d '{body}'"
+            )
+            print("Ctrl-C to stop", flush=True)
+            return _wait_until_interrupted(server)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it was starting: it was stopped
+        print("stopping")
+        return 0
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -179,6 +233,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from mlops_helpers import pipeline
 
     pipe = pipeline.load_pipeline(Path(args.file), dict(args.param or []))
+    claim_workspace()
     run_dir = pipeline.latest_run_dir(pipe) if args.resume else None
     if args.resume and run_dir is None:
         raise ParameterError(f"--resume: pipeline {pipe.name!r} has no earlier run to resume")
@@ -205,6 +260,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from mlops_helpers import batch
 
     grid = batch.load_grid(Path(args.grid), dict(args.param or []))
+    claim_workspace()
     print(f"batch {grid.name}: {len(grid.items)} items -> {grid.out_dir}", flush=True)
     results = batch.run_batch(
         grid, scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress
@@ -223,16 +279,23 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
     import signal
 
     from mlops_helpers import tracking
+    from mlops_helpers.config import show_path
 
-    server = tracking.TrackingServer(port=args.port)
+    server = tracking.TrackingServer(port=args.port)  # PortInUse (exit 2) before anything
     signal.signal(signal.SIGTERM, _interrupt)
-    with server:
-        print(f"MLflow tracking server: {server.url}")
-        print(f"backend: {server.backend_uri}  artifacts: {server.artifacts}")
-        print(
-            f"use it: mlops-workbook run --tracking-uri {server.url}   (Ctrl-C to stop)", flush=True
-        )
-        return _wait_until_interrupted(server)
+    try:
+        with server:  # the server ends with this command, however it ends (ServerProcess)
+            print(f"MLflow tracking server: {server.url}")
+            backend = show_path(Path(server.backend_uri.removeprefix("sqlite:///")))
+            print(f"backend: sqlite {backend}  artifacts: {show_path(server.artifacts)}")
+            print(
+                f"use it: mlops-workbook run --tracking-uri {server.url}   (Ctrl-C to stop)",
+                flush=True,
+            )
+            return _wait_until_interrupted(server)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it was starting: it was stopped
+        print("stopping")
+        return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -308,12 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.set_defaults(func=cmd_refresh)
     deploy = sub.add_parser(
         "deploy",
-        help="gate, promote, serve and smoke-test a model version; roll back on failure",
-        description="Exit codes: 0 deployed, 2 bad input, 3 blocked by the gate, "
-        "4 the server did not start (rolled back), 5 the smoke test failed (rolled back).",
+        help="gate, serve and smoke-test a model version, then promote it to champion",
+        description="The candidate is served from its own version URI and smoke-tested "
+        "before champion moves; a failure leaves champion unchanged. Exit codes: 0 deployed, "
+        "2 bad input, 3 blocked by the gate, 4 the server did not start (not promoted), "
+        "5 the smoke test failed (not promoted).",
     )
     deploy.add_argument("--model", default="viewability", help="registered model name")
-    deploy.add_argument("--version", help="version to deploy (default: the challenger)")
+    deploy.add_argument(
+        "--version", type=_version, help="version to deploy (default: the challenger)"
+    )
     deploy.add_argument("--train", action="store_true", help="train and register one first")
     deploy.add_argument("--seed", type=int, default=42, help="seed of data and model")
     deploy.add_argument("--n-rows", type=int, default=2000, help="rows per generated day")
@@ -326,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve models:/MODEL@ALIAS on 127.0.0.1 until Ctrl-C")
     serve.add_argument("--model", default="viewability", help="registered model name")
     serve.add_argument("--alias", default="champion", help="alias to serve")
-    serve.add_argument("--port", type=int, help="port (default: a free one)")
+    serve.add_argument("--port", type=_port, help="port (default: a free one)")
     serve.set_defaults(func=cmd_serve)
     pipe = sub.add_parser("pipeline", help="run a declared pipeline (pipelines/*.yaml)")
     pipe.add_argument("file", help="pipeline file, e.g. pipelines/daily.yaml")
@@ -342,13 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--grid", required=True, help="grid file, e.g. params/backfill.yaml")
     grid.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
     grid.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
-    grid.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
+    grid.add_argument(
+        "--workers",
+        type=_worker_count,
+        help="LocalCluster workers, 1 to 64 (default: one per core)",
+    )
     grid.add_argument("--no-progress", action="store_true", help="no progress bar")
     grid.set_defaults(func=cmd_batch)
     server = sub.add_parser(
         "tracking-server", help="run a team MLflow tracking server on 127.0.0.1"
     )
-    server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    server.add_argument("--port", type=_port, default=5000, help="port (default 5000)")
     server.set_defaults(func=cmd_tracking_server)
     doctor = sub.add_parser(
         "doctor",
@@ -379,23 +450,27 @@ def main(argv: list[str] | None = None) -> int:
     from mlops_helpers import warmkernel
 
     warmkernel.enable()
-    if getattr(args, "tracking_uri", None):
-        from mlops_helpers.config import TRACKING_URI_ENV
+    from mlops_helpers import config
 
-        os.environ[TRACKING_URI_ENV] = args.tracking_uri
+    if getattr(args, "tracking_uri", None):
+        os.environ[config.TRACKING_URI_ENV] = args.tracking_uri
+    from mlops_helpers.errors import WorkbookFailure, WorkbookInputError
+    from mlops_helpers.workspace_lock import command_scope
+
+    # Only the workbook's own input errors are "bad input" (exit 2, one line); a failure
+    # of what the workbook relies on is its message and exit 1; anything else is a bug and
+    # keeps its traceback (exit 1).
     try:
-        return args.func(args)
-    except ParameterError as exc:
+        if args.command not in ("params", "refresh", "doctor"):
+            config.check_workspace()  # creates nothing: a bad MLOPS_WORKBOOK_HOME, at once
+        with command_scope():  # the workspace a command claimed is released when it ends
+            return args.func(args)
+    except WorkbookInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from mlops_helpers.registry import RegistryError
-        from mlops_helpers.serving import ServingError
-
-        if isinstance(exc, (RegistryError, ServingError, ValueError)):  # SpecError too
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except WorkbookFailure as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
