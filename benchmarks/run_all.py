@@ -1,10 +1,12 @@
 """Run every benchmark and write benchmarks/RESULTS.md (what `make bench` does).
 
-    .venv/bin/python benchmarks/run_all.py [--quick]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only SCRIPT ...]
 
 Each benchmark is a script that measures and prints its own numbers with the command
 that produced them; this collects their output with the machine, date and versions.
-``--quick`` passes fewer repeats (for a first look, not for quoting).
+``--quick`` passes fewer repeats (for a first look, not for quoting). ``--only`` runs the
+named scripts and replaces just their sections of RESULTS.md, each marked with its own
+date and machine, since it was not measured in the same session as the others.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ BENCHMARKS = [
         ["--deploys", "3", "--requests", "500"],
         ["--deploys", "1", "--requests", "100"],
     ),
+    (
+        "Scoring server under load: 1, 32 and 200 concurrent clients",
+        "serving_load.py",
+        ["--requests", "2000"],
+        ["--requests", "300"],
+    ),
     ("Fresh set-up and make test", "setup_and_test.py", [], ["--skip-test"]),
 ]
 
@@ -75,11 +83,64 @@ def machine() -> list[str]:
     ]
 
 
+def run(title: str, script: str, extra: list[str]) -> list[str]:
+    """Run one benchmark, echo its output, and return its section of RESULTS.md."""
+    argv = [sys.executable, str(HERE / script), *extra]
+    print(f"== {title}: {' '.join(argv[1:])}", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    text = done.stdout.strip() or "(no output)"
+    if done.returncode:
+        text += f"\n\nFAILED with exit code {done.returncode}:\n{done.stderr.strip()[-1500:]}"
+    print(text, flush=True)
+    return [
+        f"## {title}",
+        "",
+        f"`.venv/bin/python benchmarks/{script} {' '.join(extra)}` ({took:.0f} s)",
+        "",
+        "```",
+        text,
+        "```",
+        "",
+    ]
+
+
+def replace_sections(text: str, sections: dict[str, list[str]]) -> str:
+    """``text`` with each ``## title`` section in ``sections`` replaced (or appended)."""
+    parts = text.split("\n## ")
+    head, bodies = parts[0], parts[1:]
+    out, done = [head.rstrip("\n") + "\n"], set()
+    for body in bodies:
+        title = body.split("\n", 1)[0]
+        if title in sections:
+            out.append("\n".join(sections[title]))
+            done.add(title)
+        else:
+            out.append("## " + body.rstrip("\n") + "\n")
+    out += ["\n".join(lines) for title, lines in sections.items() if title not in done]
+    return "\n".join(out)
+
+
 def main() -> int:
     """Run each benchmark in turn; write RESULTS.md even when one fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    scripts = [script for _, script, _, _ in BENCHMARKS]
+    parser.add_argument("--only", nargs="+", choices=scripts, metavar="SCRIPT")
     args = parser.parse_args()
+    chosen = [b for b in BENCHMARKS if not args.only or b[1] in args.only]
+    results = HERE / "RESULTS.md"
+    if args.only and results.is_file():
+        sections = {}
+        for title, script, full, quick in chosen:
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            lines = run(title, script, quick if args.quick else full)
+            alone = f"Measured alone, not in the session above (load average before it: {load}):"
+            sections[title] = [*lines[:2], alone, "", *machine(), "", *lines[2:]]
+        results.write_text(replace_sections(results.read_text(), sections))
+        print(f"updated {', '.join(args.only)} in {results}")
+        return 0
     out = [
         "# Benchmark results",
         "",
@@ -90,28 +151,10 @@ def main() -> int:
         *machine(),
         "",
     ]
-    for title, script, full, quick in BENCHMARKS:
-        argv = [sys.executable, str(HERE / script), *(quick if args.quick else full)]
-        print(f"== {title}: {' '.join(argv[1:])}", flush=True)
-        start = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True)
-        took = time.perf_counter() - start
-        text = done.stdout.strip() or "(no output)"
-        if done.returncode:
-            text += f"\n\nFAILED with exit code {done.returncode}:\n{done.stderr.strip()[-1500:]}"
-        print(text, flush=True)
-        out += [
-            f"## {title}",
-            "",
-            f"`.venv/bin/python benchmarks/{script} {' '.join(argv[2:])}` ({took:.0f} s)",
-            "",
-            "```",
-            text,
-            "```",
-            "",
-        ]
-    (HERE / "RESULTS.md").write_text("\n".join(out))
-    print(f"wrote {HERE / 'RESULTS.md'}")
+    for title, script, full, quick in chosen:
+        out += run(title, script, quick if args.quick else full)
+    results.write_text("\n".join(out))
+    print(f"wrote {results}")
     return 0
 
 
