@@ -37,7 +37,7 @@ run: install ## execute the whole workbook headless and print a summary (ARGS="-
 	$(BIN)/mlops-workbook run $(ARGS)
 
 lab: install ## open JupyterLab on the notebooks (LAB_ARGS=--no-browser to open it yourself)
-	cd notebooks && ../$(BIN)/python -m mlops_helpers.lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	cd notebooks && ../$(BIN)/python -m mlops_helpers.workbook.lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
 	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder tests notebooks $(PYTEST_NOTEBOOKS)

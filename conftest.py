@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from mlops_helpers import warmkernel
 from mlops_helpers.config import HOME_ENV, STORE_TEMPLATE_ENV, apply_mlflow_env, mark_headless
+from mlops_helpers.workbook import warmstart
 
 TEMPLATE_FOLDER = pytest.StashKey[str]()
 
@@ -26,7 +26,7 @@ def pytest_configure(config):
         config.stash[TEMPLATE_FOLDER] = folder
     apply_mlflow_env()
     mark_headless()  # nbval's kernels too: no progress bars in compared outputs
-    warmkernel.enable()  # nbval's and papermill's kernels fork from a warm template
+    warmstart.enable()  # nbval's and papermill's kernels fork from a warm template
 
 
 def pytest_unconfigure(config):
@@ -36,7 +36,7 @@ def pytest_unconfigure(config):
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop(STORE_TEMPLATE_ENV, None)
-        warmkernel.drain_all()
+        warmstart.drain_all()
 
 
 # Longest work first, so that under `pytest -n 2 --dist loadscope --no-loadscope-reorder`

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from mlops_helpers import batch, config, pipeline, runner, warmkernel
+from mlops_helpers import config
+from mlops_helpers.workbook import batch, curriculum, execute, pipeline, warmstart
 
 NOTEBOOK = "03_automated_etl"
 FIRST_DAY = dt.date(2026, 2, 1)
@@ -43,7 +44,7 @@ def days(n: int, offset: int) -> list[str]:
 def sequential_papermill(items: list[dict], out: Path) -> float:
     """The loop of ``papermill`` commands, one after another; wall seconds."""
     papermill = Path(sys.executable).with_name("papermill")
-    notebook = runner.find_notebook(NOTEBOOK)
+    notebook = curriculum.find_notebook(NOTEBOOK)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for params in items:
@@ -51,7 +52,7 @@ def sequential_papermill(items: list[dict], out: Path) -> float:
         command += [str(out / f"{params['start_day']}.ipynb")]
         for name, value in params.items():
             command += ["-p", name, str(value)]
-        with warmkernel.disabled():  # the papermill command starts kernels the usual way
+        with warmstart.disabled():  # the papermill command starts kernels the usual way
             subprocess.run(command, check=True, capture_output=True, env=os.environ.copy())
     return time.perf_counter() - start
 
@@ -67,7 +68,7 @@ def dask_batch(items: list[dict], workers: int, name: str, folder: Path) -> floa
     grid_file = folder / f"{name}.yaml"
     grid_file.write_text(yaml.safe_dump(spec))
     grid = batch.load_grid(grid_file)
-    warmkernel.drain_all(wait=30)  # the batch starts its own warm templates, as a first one does
+    warmstart.drain_all(wait=30)  # the batch starts its own warm templates, as a first one does
     start = time.perf_counter()
     results = batch.run_batch(grid, n_workers=workers, progress=False)
     seconds = time.perf_counter() - start
@@ -81,7 +82,7 @@ def warm_template() -> None:
     """Start (and stop) one kernel, so that this process's warm template is running."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=runner.KERNEL_ARGS)
+    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=execute.KERNEL_ARGS)
     kc.stop_channels()
     km.shutdown_kernel(now=True)
 
@@ -122,7 +123,7 @@ def pipeline_vs_papermill(rows: int, folder: Path, repeat: int) -> tuple[float, 
             kernel_name="python3",
             cwd=str(step.notebook.parent),
             progress_bar=False,
-            extra_arguments=runner.KERNEL_ARGS,  # the runner's quiet kernel, for parity
+            extra_arguments=execute.KERNEL_ARGS,  # the runner's quiet kernel, for parity
         )
     return piped, time.perf_counter() - start
 
@@ -143,7 +144,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     config.apply_mlflow_env()
-    warmkernel.enable()  # as `mlops-workbook batch` and `pipeline` do
+    warmstart.enable()  # as `mlops-workbook batch` and `pipeline` do
     seq, par, piped, direct = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         os.environ[config.HOME_ENV] = str(Path(tmp, "ws"))

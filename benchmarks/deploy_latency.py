@@ -28,15 +28,8 @@ import numpy as np
 
 os.environ.setdefault("MLOPS_WORKBOOK_HOME", tempfile.mkdtemp(prefix="bench-deploy-"))
 
-from mlops_helpers import (  # noqa: E402
-    config,
-    etl,
-    registry,
-    serving,
-    tracking,
-    training,
-    warmkernel,
-)
+from mlops_helpers import config, etl, registry, serving, tracking, training  # noqa: E402
+from mlops_helpers.workbook import warmstart  # noqa: E402
 
 NAME = "viewability"
 
@@ -93,12 +86,12 @@ def server_starts(n: int) -> dict[str, list[float]]:
     for _ in range(n):
         for label, values in times.items():
             launcher, warm = STARTS[label]
-            os.environ[warmkernel.SWITCH] = warm
+            os.environ[warmstart.SWITCH] = warm
             server = serving.ScoringServer(f"models:/{NAME}@{registry.CHAMPION}", launcher=launcher)
             start = time.perf_counter()
             with server:
                 values.append(time.perf_counter() - start)
-    os.environ[warmkernel.SWITCH] = "1"
+    os.environ[warmstart.SWITCH] = "1"
     return times
 
 
@@ -114,7 +107,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--starts", type=int, default=3)
     args = parser.parse_args()
-    warmkernel.enable()
+    warmstart.enable()
     tracking.configure_tracking(experiment="bench")
     eval_frame = etl.build_training_table(42, 2000, "2026-01-08", 1)
     steps = lead_times(args.deploys, eval_frame)

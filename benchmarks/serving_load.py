@@ -264,7 +264,8 @@ def run_level(pid: int, port: int, bodies: list[bytes], clients: int,
 
 def measure(args: argparse.Namespace) -> int:
     """Start the server, run each load level, print the table; 1 if anything failed."""
-    from mlops_helpers import serving, warmkernel
+    from mlops_helpers import serving
+    from mlops_helpers.workbook import warmstart
 
     uri, bodies = model_and_rows()
     levels = [int(c) for c in args.clients.split(",")]
@@ -289,7 +290,7 @@ def measure(args: argparse.Namespace) -> int:
     print(f"command: .venv/bin/python benchmarks/serving_load.py {' '.join(sys.argv[1:])}")
     print(
         f"single-row POST /invocations to one scoring server ({uri}, uvicorn, 1 worker, "
-        f"warm start {'on' if warmkernel.enabled() else 'off'}) on 127.0.0.1; clients: "
+        f"warm start {'on' if warmstart.enabled() else 'off'}) on 127.0.0.1; clients: "
         f"{way}, keep-alive http.client; up to {args.requests} requests or {args.seconds:g} s "
         "per level; CPU in cores used (1.00 = one core busy for the whole level)"
     )

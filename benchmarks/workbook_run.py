@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_helpers import warmkernel
+from mlops_helpers.workbook import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,7 +33,7 @@ BIN = Path(sys.executable).parent
 def workbook(home: str, jobs: int) -> dict[str, float]:
     """Seconds per notebook of one `mlops-workbook run --jobs N`, from its summary table."""
     env = {**os.environ, "MLOPS_WORKBOOK_HOME": home}
-    warmkernel.drain_all(wait=30)  # each run starts its own templates, as a first run does
+    warmstart.drain_all(wait=30)  # each run starts its own templates, as a first run does
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
@@ -51,7 +51,7 @@ def workbook(home: str, jobs: int) -> dict[str, float]:
     seconds["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     # Kernels forked from a template process are its children, not ours: add the templates'
     # CPU, their own (the imports) and their ended kernels'.
-    seconds["cpu"] += sum(warmkernel.cpu_seconds(pid) for pid in warmkernel.templates())
+    seconds["cpu"] += sum(warmstart.cpu_seconds(pid) for pid in warmstart.templates())
     return seconds
 
 
@@ -59,7 +59,7 @@ def export_scripts(folder: Path) -> list[Path]:
     """Each notebook's code as a script (nbconvert's PythonExporter)."""
     from nbconvert import PythonExporter
 
-    from mlops_helpers.runner import list_notebooks
+    from mlops_helpers.workbook.curriculum import list_notebooks
 
     scripts = []
     for nb in list_notebooks():

@@ -107,9 +107,9 @@ def ensure_workspace(*parts: str) -> Path:
     """Create (if needed) and return a folder inside the workspace.
 
     This is where anything is first written into the workspace, so a kernel joins the
-    workspace's lock here (:func:`mlops_helpers.workspace_lock.join`).
+    workspace's lock here (:func:`mlops_helpers.workbook.workspace_lock.join`).
     """
-    from mlops_helpers import workspace_lock
+    from mlops_helpers.workbook import workspace_lock
 
     root = make_workspace()
     workspace_lock.join(root)

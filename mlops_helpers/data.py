@@ -16,45 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FAULTS = (
-    "schema_change",
-    "duplicates",
-    "nulls",
-    "out_of_range",
-    "late_rows",
-    "empty_day",
-    "unknown_category",
+from mlops_helpers.scenario import (  # noqa: F401 - the scenario's names, read as data.NAME
+    AD_FORMATS,
+    AD_SIZES,
+    DEVICES,
+    FAULT_DESCRIPTIONS,
+    FAULT_FRACTION,
+    FAULTS,
+    IMPRESSION_COLUMNS,
+    LABEL_COLUMNS,
+    N_PLACEMENTS,
+    POSITIONS,
+    SITE_CATEGORIES,
 )
-FAULT_DESCRIPTIONS = {
-    "schema_change": "column page_load_ms renamed to page_load_time_ms by an upstream release",
-    "duplicates": "5% of impressions delivered twice",
-    "nulls": "5% of impressions lack a required placement_id or device",
-    "out_of_range": "5% of scroll_depth values sent in percent (0-100) instead of a fraction",
-    "late_rows": "5% of rows belong to the previous day",
-    "empty_day": "the day's impressions extract is empty",
-    "unknown_category": "5% of impressions name a device or placement the reference lacks",
-}
-FAULT_FRACTION = 0.05
-
-DEVICES = ("desktop", "mobile", "tablet")
-SITE_CATEGORIES = ("news", "sports", "entertainment", "tech", "finance")
-AD_FORMATS = ("banner", "video", "native")
-POSITIONS = ("above_fold", "below_fold")
-AD_SIZES = ((300, 250), (728, 90), (320, 50), (160, 600), (300, 600))
-N_PLACEMENTS = 40
-
-IMPRESSION_COLUMNS = (
-    "impression_id",
-    "ts",
-    "placement_id",
-    "device",
-    "ad_width",
-    "ad_height",
-    "page_load_ms",
-    "scroll_depth",
-    "time_on_page_s",
-)
-LABEL_COLUMNS = ("impression_id", "viewable")
 
 # Baseline mess present on every day, fault or not.
 BASE_DUPLICATES = 0.005

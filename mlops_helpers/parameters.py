@@ -10,10 +10,11 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from mlops_helpers.data import FAULTS
 from mlops_helpers.errors import WorkbookInputError
+from mlops_helpers.scenario import FAULTS
 
 
 class ParameterError(WorkbookInputError, ValueError):
@@ -131,3 +132,74 @@ def coerce_text(name: str, text: str, kind: str) -> Any:
             f"{ {'int': '7', 'float': '0.5', 'bool': 'true'}[kind] }"
         ) from None
     return text
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter a notebook declares in its ``parameters`` cell."""
+
+    name: str
+    kind: str
+    default: str
+    help: str
+
+
+def notebook_parameters(path: Path) -> dict[str, ParamSpec]:
+    """The parameters a notebook declares: name, type, default and help."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    return {
+        name: ParamSpec(name, info["inferred_type_name"], info["default"], info["help"])
+        for name, info in found.items()
+    }
+
+
+def typed_value(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
+    """Check one value against the notebook's declared type and the parameter's rule.
+
+    Values from ``-p`` arrive as text and are converted to the declared type; values
+    from a YAML file are already typed and must match it.
+    """
+    if source == "-p" and isinstance(value, str):
+        value = coerce_text(name, value, spec.kind)
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(spec.kind)
+    wrong_bool = spec.kind != "bool" and isinstance(value, bool)
+    if expected and (not isinstance(value, expected) or wrong_bool):
+        raise ParameterError(f"parameter {name} ({source}) must be {spec.kind}, got {value!r}")
+    if name in RULES:
+        value = check_parameter(name, value)
+    return float(value) if spec.kind == "float" else value
+
+
+def plan_parameters(
+    notebooks: list[Path],
+    cli_values: dict[str, Any],
+    file_values: dict[str, Any] | None = None,
+    file_label: str = "-f",
+) -> dict[Path, dict[str, Any]]:
+    """Give each notebook the parameters it declares; reject names no notebook declares.
+
+    ``cli_values`` (from ``-p``) win over ``file_values`` (from ``-f``).
+    """
+    sources = {name: file_label for name in file_values or {}}
+    sources.update({name: "-p" for name in cli_values})
+    values = {**(file_values or {}), **cli_values}
+    specs = {nb: notebook_parameters(nb) for nb in notebooks}
+    declared = {name for s in specs.values() for name in s}
+    unknown = sorted(set(values) - declared)
+    if unknown:
+        names = ", ".join(p.stem for p in notebooks)
+        where = ", ".join(f"{n} ({sources[n]})" for n in unknown)
+        raise ParameterError(
+            f"parameter(s) {where} not declared by any selected notebook ({names}); "
+            "see `mlops-workbook params NOTEBOOK` for what each accepts"
+        )
+    return {
+        nb: {
+            name: typed_value(name, value, spec[name], sources[name])
+            for name, value in values.items()
+            if name in spec
+        }
+        for nb, spec in specs.items()
+    }

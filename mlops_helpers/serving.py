@@ -38,7 +38,9 @@ import pandas as pd
 from mlops_helpers import registry
 from mlops_helpers.config import ensure_workspace, show_path
 from mlops_helpers.errors import WorkbookInputError
-from mlops_helpers.processes import (
+from mlops_helpers.tracking import import_mlflow
+from mlops_helpers.training import FEATURES
+from mlops_helpers.workbook.processes import (
     HOST,
     LoopbackServer,
     ServerError,
@@ -47,8 +49,6 @@ from mlops_helpers.processes import (
     free_port,
     venv_env,
 )
-from mlops_helpers.tracking import import_mlflow
-from mlops_helpers.training import FEATURES
 
 
 class ServingError(ServerError):

@@ -40,7 +40,7 @@ from mlops_helpers.config import (
     ensure_workspace,
 )
 from mlops_helpers.errors import WorkbookInputError
-from mlops_helpers.processes import (
+from mlops_helpers.workbook.processes import (
     LoopbackServer,
     ServerProcess,
     check_port_free,

@@ -35,7 +35,7 @@ def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str
     """Scoring-server processes (launcher and uvicorn) whose workspace is ``root`` or inside
     it (and that listen on ``port``, when given): pid and command line.
 
-    A server forked from a warm template (mlops_helpers.warmkernel) shows its own command
+    A server forked from a warm template (mlops_helpers.workbook.warmstart) shows its own command
     line but the template's environment; it runs in its log folder, in the workspace."""
     found = []
     marker = f"{config.HOME_ENV}={root}".encode()

@@ -20,12 +20,13 @@ import pandas as pd
 import pytest
 from tiny_notebooks import UNLUCKY, ran, write_notebook
 
-from mlops_helpers import batch, config
-from mlops_helpers.specs import SpecError
+from mlops_helpers import config
+from mlops_helpers.workbook import batch
+from mlops_helpers.workbook.specs import SpecError
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 
 @pytest.fixture(scope="module")

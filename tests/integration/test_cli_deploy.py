@@ -16,7 +16,7 @@ import pytest
 
 from mlops_helpers import etl, registry, tracking, training
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 
 def _cli(workspace, *args, timeout=300):

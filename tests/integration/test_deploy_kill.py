@@ -17,7 +17,7 @@ from mlops_helpers import registry, tracking
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 ROWS = ["--n-rows", "800"]
 STEPS = ("gate:", "serve:", "smoke test:", "promote:")
 

@@ -13,12 +13,13 @@ import nbformat
 import pytest
 from tiny_notebooks import UNLUCKY, ran, write_notebook
 
-from mlops_helpers import cli, config, pipeline, tracking
-from mlops_helpers.specs import SpecError
+from mlops_helpers import config, tracking
+from mlops_helpers.workbook import cli, pipeline
+from mlops_helpers.workbook.specs import SpecError
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 
 @pytest.fixture

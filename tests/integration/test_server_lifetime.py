@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from mlops_helpers import registry, warmkernel
-from mlops_helpers.processes import HOST, free_port
+from mlops_helpers import registry
+from mlops_helpers.workbook import warmstart
+from mlops_helpers.workbook.processes import HOST, free_port
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 START_TIMEOUT = 120.0  # the machine may be busy: tests check behaviour, not timing
 END_TIMEOUT = 15.0  # "within a few seconds", with room for a loaded machine
 READY = "Ctrl-C to stop"  # what both commands print once their server answers
@@ -142,7 +143,7 @@ def test_kill_9_of_serve_leaves_no_scoring_server_and_it_restarts(
 ):
     name, _ = make_champion(good_run, "lifetime")
     port = free_port()
-    env = {**os.environ, "MLOPS_WORKBOOK_HOME": str(tmp_path / "ws"), warmkernel.SWITCH: warm}
+    env = {**os.environ, "MLOPS_WORKBOOK_HOME": str(tmp_path / "ws"), warmstart.SWITCH: warm}
     args = ["serve", "--model", name, "--alias", registry.CHAMPION, "--port", str(port)]
     args += ["--tracking-uri", store.uri]
     with command(args, env, port, tmp_path / "first.log") as (proc, group):

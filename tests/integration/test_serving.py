@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlops_helpers import registry, serving, training, warmkernel
+from mlops_helpers import registry, serving, training
+from mlops_helpers.workbook import warmstart
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_store")]
 
@@ -205,18 +206,18 @@ class TestLaunchers:
             np.testing.assert_array_equal(cli.predict(frame), direct.predict(frame))
         assert not servers_on(cli.port, timeout=5), "`mlflow models serve` outlived stop()"
 
-    @pytest.mark.skipif(not warmkernel.supported(), reason="warm starts need Linux pidfds")
+    @pytest.mark.skipif(not warmstart.supported(), reason="warm starts need Linux pidfds")
     def test_a_forked_server_answers_exactly_as_one_started_the_usual_way(
         self, served, store, servers_on, monkeypatch
     ):
         forked, _ = served
         pid = forked.server.process.pid
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        assert int(stat[1]) in warmkernel.templates(), "the test session's servers start warm"
+        assert int(stat[1]) in warmstart.templates(), "the test session's servers start warm"
         shown = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         assert f"-m uvicorn --host 127.0.0.1 --port {forked.port}" in shown  # its own command
         frame = store.held_out.head(50)
-        monkeypatch.setenv(warmkernel.SWITCH, "0")
+        monkeypatch.setenv(warmstart.SWITCH, "0")
         with serving.ScoringServer(forked.model_uri) as usual:
             assert isinstance(usual.server.process, subprocess.Popen)
             np.testing.assert_array_equal(usual.predict(frame), forked.predict(frame))

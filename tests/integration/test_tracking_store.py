@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_helpers import config, doctor, tracking
-from mlops_helpers.processes import free_port
+from mlops_helpers import config, tracking
+from mlops_helpers.workbook import doctor
+from mlops_helpers.workbook.processes import free_port
 
 pytestmark = pytest.mark.slow
 COMMAND = str(Path(sys.executable).parent / "mlops-workbook")

@@ -1,4 +1,4 @@
-"""Warm kernel starts (mlops_helpers.warmkernel): real ipykernel kernels forked from a real
+"""Warm kernel starts (mlops_helpers.workbook.warmstart): real ipykernel kernels forked from a real
 template process, checked against kernels started the usual way.
 
 Every test here runs under its own template: the module sets an environment variable no
@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import KernelManager
 
-from mlops_helpers import runner, warmkernel
+from mlops_helpers.workbook import execute, warmstart
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not warmkernel.supported(), reason="warm starts need Linux pidfds"),
+    pytest.mark.skipif(not warmstart.supported(), reason="warm starts need Linux pidfds"),
 ]
 
 TAG_ENV = "WARMKERNEL_TEST_TAG"
@@ -66,7 +66,7 @@ def own_template():
     tag = uuid.uuid4().hex
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(TAG_ENV, tag)
-        mp.setenv(warmkernel.SWITCH, "1")
+        mp.setenv(warmstart.SWITCH, "1")
         yield tag
         for pid in templates_with(tag):
             os.kill(pid, signal.SIGTERM)
@@ -76,7 +76,7 @@ def templates_with(tag: str) -> list[int]:
     """Template processes started with this module's tag in their environment."""
     marker = f"{TAG_ENV}={tag}".encode()
     found = []
-    for pid in warmkernel.templates():
+    for pid in warmstart.templates():
         try:
             if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 found.append(pid)
@@ -95,7 +95,7 @@ def alive(pid: int) -> bool:
 
 
 def listening(address: str) -> bool:
-    conn = warmkernel._connect(address, timeout=1)
+    conn = warmstart._connect(address, timeout=1)
     if conn is None:
         return False
     conn.close()
@@ -122,18 +122,18 @@ def parent_command(pid: int) -> str:
 def start(warm: bool, cwd: Path, drop: tuple[str, ...] = (), **env: str) -> KernelManager:
     """A kernel started as nbval starts one (stderr to /dev/null), warm or the usual way,
     with this environment less ``drop`` and plus ``env``."""
-    os.environ[warmkernel.SWITCH] = "1" if warm else "0"
+    os.environ[warmstart.SWITCH] = "1" if warm else "0"
     try:
-        km = KernelManager(kernel_name=runner.KERNEL)
+        km = KernelManager(kernel_name=execute.KERNEL)
         with open(os.devnull, "w") as devnull:
             km.start_kernel(
                 cwd=str(cwd),
                 env={**{k: v for k, v in os.environ.items() if k not in drop}, **env},
                 stderr=devnull,
-                extra_arguments=runner.KERNEL_ARGS,
+                extra_arguments=execute.KERNEL_ARGS,
             )
     finally:
-        os.environ[warmkernel.SWITCH] = "1"
+        os.environ[warmstart.SWITCH] = "1"
     return km
 
 
@@ -167,7 +167,7 @@ def test_a_forked_kernel_is_set_up_as_a_fresh_kernel_is(own_template, tmp_path):
             reports[warm] = json.loads(text)
             pid = km.provisioner.pid
             assert km.provisioner.warm is warm
-            assert (warmkernel.MODULE in parent_command(pid)) is warm
+            assert (warmstart.MODULE in parent_command(pid)) is warm
         finally:
             km.shutdown_kernel(now=True)
         assert wait_until(lambda pid=pid: not alive(pid)), "the kernel outlived its shutdown"
@@ -217,8 +217,8 @@ def test_the_kernel_of_a_caller_that_dies_is_ended(own_template, tmp_path):
     script = (
         "import os\n"
         "from jupyter_client.manager import KernelManager\n"
-        "from mlops_helpers import warmkernel\n"
-        "warmkernel.enable()\n"
+        "from mlops_helpers.workbook import warmstart\n"
+        "warmstart.enable()\n"
         "km = KernelManager(kernel_name='python3')\n"
         "km.start_kernel()\n"
         "print(km.provisioner.pid, km.provisioner.warm, flush=True)\n"
@@ -245,9 +245,9 @@ def test_a_draining_template_keeps_its_kernels_and_ends_after_them(own_template,
     first = start(True, tmp_path)
     try:
         old = parent_pid(first.provisioner.pid)
-        assert old in warmkernel.templates()
+        assert old in warmstart.templates()
         os.kill(old, signal.SIGTERM)
-        address = warmkernel._address(warmkernel.template_key(sys.executable, dict(os.environ)))
+        address = warmstart._address(warmstart.template_key(sys.executable, dict(os.environ)))
         assert wait_until(lambda: not listening(address)), "the template kept taking requests"
         second = start(True, tmp_path)  # the old template takes no new kernel
         try:
@@ -267,8 +267,8 @@ def ask_template(argv: list[str]) -> str:
     env = dict(os.environ)
     km = start(True, Path.cwd())  # makes sure the template for this key runs
     km.shutdown_kernel(now=True)
-    address = warmkernel._address(warmkernel.template_key(sys.executable, env))
-    conn = warmkernel._connect(address, timeout=30)
+    address = warmstart._address(warmstart.template_key(sys.executable, env))
+    conn = warmstart._connect(address, timeout=30)
     assert conn is not None
     with conn:
         request = {"argv": argv, "env": env, "cwd": "/"}
@@ -288,33 +288,33 @@ def test_only_kernels_and_scoring_servers_are_forked(own_template):
 
 def test_the_template_key_covers_what_imports_can_read():
     env = {"PATH": "/usr/bin", "OPENBLAS_NUM_THREADS": "1"}
-    key = warmkernel.template_key(sys.executable, env)
+    key = warmstart.template_key(sys.executable, env)
     per_run = {"MLOPS_WORKBOOK_HOME": "/elsewhere", "MLFLOW_TRACKING_URI": "sqlite:///x.db"}
-    assert warmkernel.template_key(sys.executable, {**env, **per_run}) == key
+    assert warmstart.template_key(sys.executable, {**env, **per_run}) == key
     # read by numpy's BLAS when it loads: another template
-    assert warmkernel.template_key(sys.executable, {**env, "OPENBLAS_NUM_THREADS": "2"}) != key
+    assert warmstart.template_key(sys.executable, {**env, "OPENBLAS_NUM_THREADS": "2"}) != key
     # ipykernel sets this in each kernel; kernels started from a kernel share the template
     inline = {**env, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    assert warmkernel.template_key(sys.executable, inline) == key
-    assert warmkernel.template_key(sys.executable, {**env, "MPLBACKEND": "Agg"}) != key
+    assert warmstart.template_key(sys.executable, inline) == key
+    assert warmstart.template_key(sys.executable, {**env, "MPLBACKEND": "Agg"}) != key
 
 
 def test_streams_are_passed_as_popen_would_or_refused():
     with open(os.devnull, "w") as devnull:
-        assert warmkernel._streams({"stderr": devnull}) == (0, 1, devnull.fileno())
-    fds = warmkernel._streams({"stdout": subprocess.DEVNULL})
+        assert warmstart._streams({"stderr": devnull}) == (0, 1, devnull.fileno())
+    fds = warmstart._streams({"stdout": subprocess.DEVNULL})
     assert os.readlink(f"/proc/self/fd/{fds[1]}") == os.devnull
-    assert warmkernel._streams({"stdout": subprocess.PIPE}) is None  # a pipe to read: usual way
+    assert warmstart._streams({"stdout": subprocess.PIPE}) is None  # a pipe to read: usual way
 
 
 def test_prestart_starts_the_template_once_without_waiting(own_template, monkeypatch):
-    monkeypatch.setenv(warmkernel.PROVISIONER_ENV, warmkernel.PROVISIONER)
+    monkeypatch.setenv(warmstart.PROVISIONER_ENV, warmstart.PROVISIONER)
     monkeypatch.setenv(TAG_ENV, own_template + "-prestart")  # a key nothing has used
-    address = warmkernel._address(warmkernel.template_key(sys.executable, dict(os.environ)))
+    address = warmstart._address(warmstart.template_key(sys.executable, dict(os.environ)))
     assert not listening(address)
-    assert warmkernel.prestart() is True
+    assert warmstart.prestart() is True
     assert wait_until(lambda: listening(address)), "the template did not start"
-    assert warmkernel.prestart() is False  # one template per key
+    assert warmstart.prestart() is False  # one template per key
     km = start(True, Path.cwd())  # and the kernel comes from it
     try:
         assert km.provisioner.warm
@@ -330,12 +330,12 @@ def test_a_learners_kernel_owns_its_templates_and_they_end_with_it(own_template,
     script = (
         "import os\n"
         "from jupyter_client.manager import KernelManager\n"
-        "from mlops_helpers import warmkernel\n"
-        "assert not warmkernel.active()\n"
-        "on = warmkernel.enable_here()\n"
+        "from mlops_helpers.workbook import warmstart\n"
+        "assert not warmstart.active()\n"
+        "on = warmstart.enable_here()\n"
         "km = KernelManager(kernel_name='python3')\n"
         "km.start_kernel()\n"
-        "template = int(warmkernel._stat(km.provisioner.pid)[1])\n"
+        "template = int(warmstart._stat(km.provisioner.pid)[1])\n"
         "command = open(f'/proc/{template}/cmdline', 'rb').read().split(b'\\0')\n"
         "print(on, km.provisioner.warm, km.provisioner.pid, template, os.getpid(), flush=True)\n"
         "print(command[2].decode(), command[4].decode(), flush=True)\n"
@@ -344,7 +344,7 @@ def test_a_learners_kernel_owns_its_templates_and_they_end_with_it(own_template,
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in (warmkernel.PROVISIONER_ENV, warmkernel.OWNER_ENV)
+        if k not in (warmstart.PROVISIONER_ENV, warmstart.OWNER_ENV)
     }
     started = time.monotonic()
     done = subprocess.run(
@@ -353,21 +353,21 @@ def test_a_learners_kernel_owns_its_templates_and_they_end_with_it(own_template,
     )  # fmt: skip
     on, warm, kernel, template, owner, module, owned_by = done.stdout.split()
     assert (on, warm) == ("True", "True")
-    assert module == warmkernel.MODULE
+    assert module == warmstart.MODULE
     assert owned_by.startswith(f"{owner}:"), "the template names its owner"
     assert wait_until(lambda: not alive(int(kernel)), 10), "the kernel outlived its owner"
     assert wait_until(lambda: not alive(int(template)), 10), "the template outlived its owner"
-    assert time.monotonic() - started < warmkernel.IDLE_SECONDS / 2  # not its idle timeout
+    assert time.monotonic() - started < warmstart.IDLE_SECONDS / 2  # not its idle timeout
 
 
 def test_enable_here_keeps_a_session_that_is_already_warm_unowned(monkeypatch):
-    monkeypatch.setenv(warmkernel.PROVISIONER_ENV, warmkernel.PROVISIONER)
-    monkeypatch.delenv(warmkernel.OWNER_ENV, raising=False)
-    assert warmkernel.enable_here() is True
-    assert warmkernel.OWNER_ENV not in os.environ  # its templates keep their idle timeout
+    monkeypatch.setenv(warmstart.PROVISIONER_ENV, warmstart.PROVISIONER)
+    monkeypatch.delenv(warmstart.OWNER_ENV, raising=False)
+    assert warmstart.enable_here() is True
+    assert warmstart.OWNER_ENV not in os.environ  # its templates keep their idle timeout
     env = {"PATH": "/usr/bin"}
-    owned = {**env, warmkernel.OWNER_ENV: "1:2"}
-    assert warmkernel.template_key(sys.executable, owned) != warmkernel.template_key(
+    owned = {**env, warmstart.OWNER_ENV: "1:2"}
+    assert warmstart.template_key(sys.executable, owned) != warmstart.template_key(
         sys.executable, env
     ), "an owned template serves only its owner's processes"
 
@@ -417,7 +417,7 @@ def test_a_template_name_held_by_another_user_gets_nothing_and_the_kernel_still_
 ):
     monkeypatch.setenv(TAG_ENV, own_template + "-impostor")  # a key no template serves yet
     monkeypatch.setenv("PROBE_VALUE", "a secret of the caller")  # what it must never see
-    address = warmkernel._address(warmkernel.template_key(sys.executable, dict(os.environ)))
+    address = warmstart._address(warmstart.template_key(sys.executable, dict(os.environ)))
     (ready_r, ready_w), (stop_r, stop_w), (report_r, report_w) = os.pipe(), os.pipe(), os.pipe()
     child = os.fork()
     if child == 0:
@@ -480,17 +480,17 @@ def test_a_pid_answer_naming_a_process_the_template_did_not_fork_is_refused(
 ):
     monkeypatch.setenv(TAG_ENV, own_template + "-liar")
     env = dict(os.environ)
-    address = warmkernel._address(warmkernel.template_key(sys.executable, env))
-    cmd = [sys.executable, "-m", warmkernel.KERNEL_MODULE]
+    address = warmstart._address(warmstart.template_key(sys.executable, env))
+    cmd = [sys.executable, "-m", warmstart.KERNEL_MODULE]
     # the listener is this process: a process it did not fork (our parent) is refused...
-    refused = pytest.raises(warmkernel.WarmStartUnavailable, match="not a process it forked")
+    refused = pytest.raises(warmstart.WarmStartUnavailable, match="not a process it forked")
     with answering(address, f"pid {os.getppid()}\n"), refused:
-        warmkernel.fork(cmd, env, "/")
+        warmstart.fork(cmd, env, "/")
     # ...one it did fork (a child of this process) is taken
     child = subprocess.Popen(["sleep", "30"])
     try:
         with answering(address, f"pid {child.pid}\n"):
-            handle = warmkernel.fork(cmd, env, "/")
+            handle = warmstart.fork(cmd, env, "/")
             assert handle.pid == child.pid and handle.poll() is None
             handle._close()
     finally:
@@ -501,7 +501,7 @@ def test_a_pid_answer_naming_a_process_the_template_did_not_fork_is_refused(
 def test_a_descriptor_opened_after_a_handle_closed_survives_the_handle():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     ours, template_side = socket.socketpair()
-    handle = warmkernel.ForkedProcess(ours, child.pid, os.pidfd_open(child.pid))
+    handle = warmstart.ForkedProcess(ours, child.pid, os.pidfd_open(child.pid))
     number = handle._pidfd
     template_side.sendall(b"exit 0\n")  # what the template sends when it reaps the process
     assert handle.wait(timeout=30) == 0  # poll() saw it end and closed the pidfd

@@ -15,15 +15,16 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import KernelManager
 
-from mlops_helpers import config, workspace_lock
+from mlops_helpers import config
+from mlops_helpers.workbook import workspace_lock
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 # A process that holds the workspace as a writing command does, until it is killed.
 HOLDER = """
 import sys, time
-from mlops_helpers import workspace_lock
+from mlops_helpers.workbook import workspace_lock
 workspace_lock.{how}
 print("held", flush=True)
 time.sleep(300)
@@ -88,7 +89,7 @@ def test_a_second_run_is_refused_in_seconds_naming_the_first_which_succeeds(tmp_
         assert second.returncode == 2, second.stdout + second.stderr
         err = second.stderr
         assert err.startswith(f"error: the workspace {config.HOME_ENV}={ws} is in use by ")
-        assert f"pid {first.pid} (python -m mlops_helpers.cli run 03 --no-progress" in err
+        assert f"pid {first.pid} (python -m mlops_helpers.workbook.cli run 03 --no-progress" in err
         assert ", since 20" in err, "when the holder started"
         assert f"run in parallel in a workspace of its own: {config.HOME_ENV}=" in err
         assert err.count("\n") == 1 and "Traceback" not in err

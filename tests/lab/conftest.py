@@ -17,7 +17,7 @@ from labtools import JupyterLab, browser_args, find_browser
 from playwright.sync_api import sync_playwright
 
 from mlops_helpers import config
-from mlops_helpers.processes import ServerError
+from mlops_helpers.workbook.processes import ServerError
 
 SCREENSHOTS_ENV = "MLOPS_LAB_SCREENSHOTS"
 REPORT = pytest.StashKey[dict]()

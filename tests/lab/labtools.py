@@ -19,8 +19,8 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from mlops_helpers import warmkernel
-from mlops_helpers.processes import HOST, ServerProcess, free_port, venv_env
+from mlops_helpers.workbook import warmstart
+from mlops_helpers.workbook.processes import HOST, ServerProcess, free_port, venv_env
 
 BROWSER_ENV = "MLOPS_BROWSER"
 SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -105,12 +105,12 @@ class JupyterLab:
         }
         env = venv_env({key: str(self.state / sub) for key, sub in dirs.items()})
         env["MLOPS_WORKBOOK_HOME"] = str(self.workspace)
-        # JupyterLab starts as make lab starts it (mlops_helpers.lab): its kernels, and what
+        # JupyterLab starts as make lab starts it (mlops_helpers.workbook.lab): its kernels, and what
         # they start through the workbook's helpers, are forked from warm templates that it
         # owns, not from the test session's.
         for key in (
             "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP",
-            warmkernel.PROVISIONER_ENV, warmkernel.OWNER_ENV,
+            warmstart.PROVISIONER_ENV, warmstart.OWNER_ENV,
         ):  # fmt: skip
             env.pop(key, None)
         return env
@@ -125,7 +125,7 @@ class JupyterLab:
         """Start the server and wait until its API answers (its log is shown if it never does)."""
         self._write_settings()
         command = [
-            sys.executable, "-m", "mlops_helpers.lab", "--no-browser",
+            sys.executable, "-m", "mlops_helpers.workbook.lab", "--no-browser",
             f"--ServerApp.ip={HOST}", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
             "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",
@@ -168,7 +168,7 @@ class JupyterLab:
         if not session:
             return None
         connection_file = f"kernel-{session['kernel']['id']}.json"
-        templates = set(warmkernel.templates())
+        templates = set(warmstart.templates())
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
                 if any(arg.endswith(connection_file) for arg in proc.cmdline()):
@@ -391,7 +391,7 @@ def _shut_down(page, lab: JupyterLab, notebook: str) -> list[str]:
     (a scoring server, a Dask worker) outlives it. Leftovers are killed either way."""
     problems = []
     # JupyterLab's warm templates serve all its kernels and end with it (JupyterLab.stop)
-    templates = set(warmkernel.templates())
+    templates = set(warmstart.templates())
     started = [p for p in lab.processes() if p.pid not in templates]
     try:
         click_menu(page, "Kernel", "Shut Down Kernel")

@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from labtools import STDERR, LabRun, cell_label, run_in_lab
 
-from mlops_helpers import config, warmkernel
+from mlops_helpers import config
+from mlops_helpers.workbook import warmstart
 
 NOTEBOOKS = sorted(config.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 CHECKPOINT = "✅ Checkpoint"
@@ -28,10 +29,10 @@ def problems_seen(run: LabRun, committed: nbformat.NotebookNode) -> list[str]:
     problems = list(run.problems)
     if run.kernel != "python3":
         problems.append(f"ran with the kernel {run.kernel!r}, not python3")
-    if warmkernel.enabled() and run.warm is not True:
+    if warmstart.enabled() and run.warm is not True:
         problems.append(
-            "its kernel was not forked from JupyterLab's warm template (mlops_helpers.lab, "
-            "mlops_helpers.warmkernel): make lab's kernels would start slowly"
+            "its kernel was not forked from JupyterLab's warm template (mlops_helpers.workbook.lab, "
+            "mlops_helpers.workbook.warmstart): make lab's kernels would start slowly"
         )
     if run.saved is None:  # timed out: run.problems names the cell
         return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from mlops_helpers import runner
+from mlops_helpers.workbook import curriculum, execute
 
 
 @pytest.fixture
@@ -19,9 +19,9 @@ def run_notebook(monkeypatch, tmp_path):
     monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(workspace))
 
     def run(name: str, **parameters) -> nbformat.NotebookNode:
-        notebook = runner.find_notebook(name)
+        notebook = curriculum.find_notebook(name)
         output = tmp_path / f"{notebook.stem}.out.ipynb"
-        runner.execute_notebook(notebook, output, parameters)
+        execute.execute_notebook(notebook, output, parameters)
         return nbformat.read(output, as_version=4)
 
     run.workspace = workspace

@@ -14,7 +14,8 @@ from nbtools import (
     stderr_text,
 )
 
-from mlops_helpers import registry, runner, tracking
+from mlops_helpers import registry, tracking
+from mlops_helpers.workbook import curriculum
 
 MODEL = "pm-test-05"
 
@@ -23,7 +24,7 @@ def test_other_seed_promotes_good_models_and_never_a_broken_one(run_notebook):
     nb = run_notebook("05", seed=7, model_name=MODEL, show_solutions=True)
     assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
-    committed = nbformat.read(runner.find_notebook("05"), as_version=4)
+    committed = nbformat.read(curriculum.find_notebook("05"), as_version=4)
     assert checkpoints_passed(nb) == checkpoints_passed(committed) > 0
 
     tracking.configure_tracking(experiment="automated_deployment")

@@ -15,7 +15,8 @@ from nbtools import (
 )
 from papermill.exceptions import PapermillExecutionError
 
-from mlops_helpers import registry, runner, tracking
+from mlops_helpers import registry, tracking
+from mlops_helpers.workbook import curriculum
 
 MODEL = "pm-test-07"
 EXPERIMENT = "monitoring_and_retraining"
@@ -35,7 +36,7 @@ def _registry_state() -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
 
 def _assert_clean(nb: nbformat.NotebookNode) -> str:
     assert stderr_text(nb) == ""
-    committed = nbformat.read(runner.find_notebook("07"), as_version=4)
+    committed = nbformat.read(curriculum.find_notebook("07"), as_version=4)
     assert checkpoints_passed(nb) == checkpoints_passed(committed) > 0
     return output_text(nb)
 

@@ -9,7 +9,7 @@ import pytest
 from nbtools import checkpoints_passed, exercise_names, exercises_solved, output_text, stderr_text
 from papermill.exceptions import PapermillExecutionError
 
-from mlops_helpers import runner
+from mlops_helpers.workbook import curriculum
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ def test_other_parameters_with_solutions(run_notebook):
     nb = run_notebook("08", seed=7, n_rows=1500, fault="schema_change", show_solutions=True)
 
     assert stderr_text(nb) == ""
-    committed = nbformat.read(runner.find_notebook("08"), as_version=4)
+    committed = nbformat.read(curriculum.find_notebook("08"), as_version=4)
     assert checkpoints_passed(nb) == checkpoints_passed(committed) == 9
     text = output_text(nb)
     # strict mode fails on the volatile cell, both fixes pass, lax compares marked cells only

@@ -66,12 +66,12 @@ def test_every_exercise_has_a_worked_solution_and_a_switch_to_reveal_it(notebook
 def test_papermill_reads_every_line_of_the_parameters_cell(notebook):
     import nbformat
 
-    from mlops_helpers import runner
+    from mlops_helpers import parameters
 
     nb = nbformat.read(notebook, as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     declared = [ln.split(":")[0] for ln in params.source.splitlines() if ln.strip()]
-    assert list(runner.notebook_parameters(notebook)) == declared, (
+    assert list(parameters.notebook_parameters(notebook)) == declared, (
         "papermill could not parse a parameter line; keep 'name: type = value  # help' "
         "and no '=' in the help text"
     )

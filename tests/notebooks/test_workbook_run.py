@@ -9,9 +9,9 @@ from pathlib import Path
 
 import nbformat
 
-from mlops_helpers import runner
+from mlops_helpers.workbook import curriculum
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 
 def _cli(workspace: Path, *args: str) -> subprocess.CompletedProcess:
@@ -25,7 +25,7 @@ def test_workbook_runs_headless_two_at_a_time_into_a_new_run_folder(tmp_path):
     names = ["00", "02", "03"]
     done = _cli(tmp_path, "run", *names, "--jobs", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
-    stems = [runner.find_notebook(n).stem for n in names]
+    stems = [curriculum.find_notebook(n).stem for n in names]
     assert "wall clock" in done.stdout
     for stem in stems:
         line = next(ln for ln in done.stdout.splitlines() if ln.startswith(stem))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_helpers import cli, runner
+from mlops_helpers import parameters
+from mlops_helpers.workbook import cli, curriculum
 
 
 @pytest.fixture
@@ -62,10 +63,10 @@ def test_param_file_values_are_type_checked(capsys, workspace, tmp_path):
 
 
 def test_params_lists_every_declared_parameter_with_type_default_and_help(capsys):
-    nb = runner.find_notebook("03")
+    nb = curriculum.find_notebook("03")
     code, out, _ = run_cli(capsys, "params", "03")
     assert code == 0
-    for spec in runner.notebook_parameters(nb).values():
+    for spec in parameters.notebook_parameters(nb).values():
         line = next(ln for ln in out.splitlines() if ln.split()[:1] == [spec.name])
         assert spec.kind in line and spec.default in line and spec.help in line
 

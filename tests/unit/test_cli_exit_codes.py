@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-CLI = [sys.executable, "-m", "mlops_helpers.cli"]
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 # The command with one of its functions replaced by one that fails inside pandas: a bug,
 # not bad input. A subprocess, so that what a user sees (stderr, exit code) is measured.
 WITH_A_PANDAS_BUG = """
 import sys
 import pandas as pd
-from mlops_helpers import cli
+from mlops_helpers.workbook import cli
 
 def cmd_params(args):
     pd.Series(["not a number"]).astype(float)
@@ -83,7 +83,7 @@ def test_an_unwritable_workspace_is_refused_before_anything_is_written(tmp_path)
 
 WITH_A_SERVER_THAT_FAILS = """
 import sys
-from mlops_helpers import cli, processes
+from mlops_helpers.workbook import cli, processes
 
 def cmd_params(args):
     raise processes.ServerError("the MLflow tracking server exited with code 1 before it was ready")

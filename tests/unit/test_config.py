@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,21 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mlops_helpers
 from mlops_helpers import config
 
-MODULES = (
-    "mlops_helpers",
-    "mlops_helpers.config",
-    "mlops_helpers.data",
-    "mlops_helpers.validation",
-    "mlops_helpers.etl",
-    "mlops_helpers.training",
-    "mlops_helpers.tracking",
-    "mlops_helpers.parameters",
-    "mlops_helpers.checks",
-    "mlops_helpers.runner",
-    "mlops_helpers.cli",
-    "mlops_helpers.workspace_lock",
+# Every module of the package, lessons and machinery: none may create anything on import.
+MODULES = ("mlops_helpers",) + tuple(
+    sorted(m.name for m in pkgutil.walk_packages(mlops_helpers.__path__, "mlops_helpers."))
 )
 
 

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlops_helpers import config, doctor
-from mlops_helpers.processes import free_port
+from mlops_helpers import config
+from mlops_helpers.workbook import doctor
+from mlops_helpers.workbook.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -426,7 +427,7 @@ def test_doctor_command_is_all_ok_here_fast_and_creates_nothing(tmp_path):
 
 
 def test_doctor_command_exits_1_and_says_how_to_fix(capsys, workspace, monkeypatch):
-    from mlops_helpers import cli
+    from mlops_helpers.workbook import cli
 
     monkeypatch.setenv(config.TRACKING_URI_ENV, "")  # cli.main sets it; restored after the test
     code = cli.main(["doctor", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])

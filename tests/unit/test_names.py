@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlops_helpers import batch, cli, pipeline
 from mlops_helpers.parameters import NAME_RULE, ParameterError
+from mlops_helpers.workbook import batch, cli, pipeline
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def test_generated_state_is_git_ignored():
 
 
 def test_readme_notebook_table_matches_the_curriculum():
-    from mlops_helpers.runner import CURRICULUM
+    from mlops_helpers.workbook.curriculum import CURRICULUM
 
     readme = (ROOT / "README.md").read_text()
     rows = re.findall(r"^\| (\d\d) \| ([^|]+) \| ([^|]+) \| (\d+) \| ([^|]+) \|$", readme, re.M)
@@ -99,7 +99,7 @@ def test_readme_notebook_table_matches_the_curriculum():
         number: (title, level, int(minutes), shows) for number, title, level, minutes, shows in rows
     }
     expected = {stem[:2]: (c.title, c.level, c.minutes, c.shows) for stem, c in CURRICULUM.items()}
-    assert table == expected, "README's notebook table and runner.CURRICULUM disagree"
+    assert table == expected, "README's notebook table and curriculum.CURRICULUM disagree"
 
 
 def _excluded() -> set[str]:

@@ -9,8 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mlops_helpers import runner
+from mlops_helpers import parameters
 from mlops_helpers.parameters import ParameterError
+from mlops_helpers.workbook import curriculum, execute, report
 
 
 def make_notebook(path: Path, params: str, *cells: str) -> Path:
@@ -37,21 +38,21 @@ def two_notebooks(tmp_path):
 
 
 def test_parameters_are_read_with_type_default_and_help(two_notebooks):
-    specs = runner.notebook_parameters(two_notebooks[0])
-    assert specs["seed"] == runner.ParamSpec("seed", "int", "1", "seed")
+    specs = parameters.notebook_parameters(two_notebooks[0])
+    assert specs["seed"] == parameters.ParamSpec("seed", "int", "1", "seed")
     assert specs["fault"].kind == "str"
 
 
 def test_plan_gives_each_notebook_only_what_it_declares_typed(two_notebooks):
     a, b = two_notebooks
-    plan = runner.plan_parameters([a, b], {"seed": "7", "C": "2"})
+    plan = parameters.plan_parameters([a, b], {"seed": "7", "C": "2"})
     assert plan == {a: {"seed": 7}, b: {"C": 2.0}}
     assert isinstance(plan[b]["C"], float)
 
 
 def test_plan_rejects_a_name_no_notebook_declares(two_notebooks):
     with pytest.raises(ParameterError, match=r"n_row.*not declared by any selected notebook"):
-        runner.plan_parameters(list(two_notebooks), {"n_row": "5"})
+        parameters.plan_parameters(list(two_notebooks), {"n_row": "5"})
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_plan_rejects_a_name_no_notebook_declares(two_notebooks):
 )
 def test_plan_rejects_bad_values_naming_parameter_and_value(two_notebooks, name, value, message):
     with pytest.raises(ParameterError) as err:
-        runner.plan_parameters(list(two_notebooks), {name: value})
+        parameters.plan_parameters(list(two_notebooks), {name: value})
     assert message in str(err.value)
 
 
@@ -79,23 +80,23 @@ def test_plan_rejects_bad_values_naming_parameter_and_value(two_notebooks, name,
 )
 def test_file_values_must_already_have_the_declared_type(two_notebooks, value, message):
     with pytest.raises(ParameterError) as err:
-        runner.plan_parameters(list(two_notebooks), {}, {"seed": value}, "-f p.yaml")
+        parameters.plan_parameters(list(two_notebooks), {}, {"seed": value}, "-f p.yaml")
     assert message in str(err.value)
 
 
 def test_cli_values_win_over_file_values(two_notebooks):
     a, _ = two_notebooks
-    plan = runner.plan_parameters([a], {"seed": "9"}, {"seed": 3, "fault": "nulls"})
+    plan = parameters.plan_parameters([a], {"seed": "9"}, {"seed": 3, "fault": "nulls"})
     assert plan[a] == {"seed": 9, "fault": "nulls"}
 
 
 def test_find_notebook_by_number_stem_or_path():
-    first = runner.list_notebooks()[0]
-    assert runner.find_notebook(first.stem.split("_")[0]) == first
-    assert runner.find_notebook(first.stem) == first
-    assert runner.find_notebook(str(first)) == first.resolve()
+    first = curriculum.list_notebooks()[0]
+    assert curriculum.find_notebook(first.stem.split("_")[0]) == first
+    assert curriculum.find_notebook(first.stem) == first
+    assert curriculum.find_notebook(str(first)) == first.resolve()
     with pytest.raises(ParameterError, match="no notebook named '42'; choose one of"):
-        runner.find_notebook("42")
+        curriculum.find_notebook("42")
 
 
 def test_run_stops_at_the_failing_cell_and_skips_the_rest(tmp_path):
@@ -106,8 +107,8 @@ def test_run_stops_at_the_failing_cell_and_skips_the_rest(tmp_path):
     after = make_notebook(tmp_path / "22_after.ipynb", "seed: int = 1", "b = 2")
     out = tmp_path / "run"
     out.mkdir()
-    plan = runner.plan_parameters([ok, bad, after], {"seed": "5"})
-    results = runner.run_workbook([ok, bad, after], plan, out, progress=False)
+    plan = parameters.plan_parameters([ok, bad, after], {"seed": "5"})
+    results = execute.run_workbook([ok, bad, after], plan, out, progress=False)
     assert [r.status for r in results] == ["ok", "failed", "skipped"]
     # papermill counts its injected-parameters cell: the raising cell is index 3.
     assert "cell 3" in results[1].error and "KeyError" in results[1].error
@@ -117,7 +118,7 @@ def test_run_stops_at_the_failing_cell_and_skips_the_rest(tmp_path):
         "5" in "".join(o.get("text", "")) for c in executed.cells for o in c.get("outputs", [])
     )
     assert (out / "21_bad.ipynb").is_file() and not (out / "22_after.ipynb").exists()
-    table = runner.summary_table(results)
+    table = report.summary_table(results)
     assert "21_bad" in table and "failed" in table and "skipped" in table
 
 
@@ -141,10 +142,10 @@ def test_two_jobs_run_two_notebooks_at_the_same_time(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     cwd = os.getcwd()
-    results = runner.run_workbook([first, second], {}, out, progress=False, jobs=2)
+    results = execute.run_workbook([first, second], {}, out, progress=False, jobs=2)
     assert [(r.notebook, r.status) for r in results] == [("30_a", "ok"), ("31_b", "ok")]
     assert os.getcwd() == cwd, "running notebooks side by side must not move this process"
-    assert "wall clock" in runner.summary_table(results, wall=1.0)
+    assert "wall clock" in report.summary_table(results, wall=1.0)
 
 
 def test_after_a_failure_with_two_jobs_nothing_new_starts(tmp_path):
@@ -153,7 +154,7 @@ def test_after_a_failure_with_two_jobs_nothing_new_starts(tmp_path):
     never = make_notebook(tmp_path / "42_never.ipynb", "seed: int = 1", "x = 1")
     out = tmp_path / "run"
     out.mkdir()
-    results = runner.run_workbook([bad, slow, never], {}, out, progress=False, jobs=2)
+    results = execute.run_workbook([bad, slow, never], {}, out, progress=False, jobs=2)
     assert [r.status for r in results] == ["failed", "ok", "skipped"]
     assert not (out / "42_never.ipynb").exists()
 
@@ -164,25 +165,25 @@ def stdout_of(executed: Path) -> str:
 
 
 def test_headless_runs_use_warm_kernels_and_render_each_notebook(tmp_path, monkeypatch):
-    from mlops_helpers import warmkernel
+    from mlops_helpers.workbook import warmstart
 
-    if not warmkernel.supported():
+    if not warmstart.supported():
         pytest.skip("warm kernel starts need Linux pidfds")
-    monkeypatch.delenv(warmkernel.SWITCH, raising=False)
+    monkeypatch.delenv(warmstart.SWITCH, raising=False)
     parent = "import os; print(open(f'/proc/{os.getppid()}/cmdline').read().split(chr(0)))"
     nb = make_notebook(tmp_path / "50_parent.ipynb", "seed: int = 1", parent)
     out = tmp_path / "run"
     out.mkdir()
-    [result] = runner.run_workbook([nb], {}, out, progress=False, render=True)
+    [result] = execute.run_workbook([nb], {}, out, progress=False, render=True)
     assert result.status == "ok" and result.page == "50_parent.html"
     assert (out / "50_parent.html").is_file()
     printed = stdout_of(out / "50_parent.ipynb")
-    assert warmkernel.MODULE in printed  # the kernel's parent is the template process
+    assert warmstart.MODULE in printed  # the kernel's parent is the template process
 
-    monkeypatch.setenv(warmkernel.SWITCH, "0")
-    [result] = runner.run_workbook([nb], {}, out, progress=False)
+    monkeypatch.setenv(warmstart.SWITCH, "0")
+    [result] = execute.run_workbook([nb], {}, out, progress=False)
     printed = stdout_of(out / "50_parent.ipynb")
-    assert result.status == "ok" and warmkernel.MODULE not in printed
+    assert result.status == "ok" and warmstart.MODULE not in printed
 
 
 def test_with_two_jobs_the_longest_notebooks_start_first_and_results_keep_their_order(
@@ -194,7 +195,7 @@ def test_with_two_jobs_the_longest_notebooks_start_first_and_results_keep_their_
     books = [make_notebook(tmp_path / f"{n}.ipynb", f"name = {n!r}", note) for n in names]
     out = tmp_path / "run"
     out.mkdir()
-    results = runner.run_workbook(books, {}, out, progress=False, jobs=2)
+    results = execute.run_workbook(books, {}, out, progress=False, jobs=2)
     assert [r.notebook for r in results] == names
     assert all(r.status == "ok" for r in results)
     started = log.read_text().split()
@@ -203,27 +204,27 @@ def test_with_two_jobs_the_longest_notebooks_start_first_and_results_keep_their_
 
 def test_jobs_below_one_is_refused(tmp_path):
     with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
-        runner.run_workbook([], {}, tmp_path, progress=False, jobs=0)
+        execute.run_workbook([], {}, tmp_path, progress=False, jobs=0)
 
 
 def test_new_run_dirs_are_distinct_and_inside_the_workspace(monkeypatch, tmp_path):
     monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path))
-    first, second = runner.new_run_dir(), runner.new_run_dir()
+    first, second = execute.new_run_dir(), execute.new_run_dir()
     assert first != second
     assert first.parent == second.parent == tmp_path / "runs"
 
 
 def test_the_curriculum_maps_exactly_the_notebooks_of_the_workbook():
-    assert list(runner.CURRICULUM) == [p.stem for p in runner.list_notebooks()]
-    assert all(c.level in {"-", "0", "1", "1-2", "2"} for c in runner.CURRICULUM.values())
-    assert all(5 <= c.minutes <= 60 for c in runner.CURRICULUM.values())
+    assert list(curriculum.CURRICULUM) == [p.stem for p in curriculum.list_notebooks()]
+    assert all(c.level in {"-", "0", "1", "1-2", "2"} for c in curriculum.CURRICULUM.values())
+    assert all(5 <= c.minutes <= 60 for c in curriculum.CURRICULUM.values())
 
 
 @pytest.mark.parametrize(
     ("failures", "message", "calls", "raises"),
     [
-        (1, runner.KERNEL_NEVER_READY, 2, False),  # a port taken at start: the retry runs it
-        (2, runner.KERNEL_NEVER_READY, 2, True),  # a kernel that cannot start: no loop
+        (1, execute.KERNEL_NEVER_READY, 2, False),  # a port taken at start: the retry runs it
+        (2, execute.KERNEL_NEVER_READY, 2, True),  # a kernel that cannot start: no loop
         (1, "Kernel didn't respond in 60 seconds", 1, True),  # not a start that died
     ],
 )
@@ -237,16 +238,16 @@ def test_a_kernel_that_dies_before_answering_is_started_once_more(
 
     seen = []
 
-    def execute(*args, **kwargs):
+    def papermill_execute(*args, **kwargs):
         seen.append(kwargs["kernel_name"])
         if len(seen) <= failures:
             raise RuntimeError(message)
 
-    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(papermill, "execute_notebook", papermill_execute)
     nb = make_notebook(tmp_path / "60_any.ipynb", "seed: int = 1", "x = 1")
     if raises:
         with pytest.raises(RuntimeError, match=re.escape(message)):
-            runner.execute_notebook(nb, tmp_path / "out.ipynb", {})
+            execute.execute_notebook(nb, tmp_path / "out.ipynb", {})
     else:
-        runner.execute_notebook(nb, tmp_path / "out.ipynb", {})
-    assert seen == [runner.KERNEL] * calls
+        execute.execute_notebook(nb, tmp_path / "out.ipynb", {})
+    assert seen == [execute.KERNEL] * calls

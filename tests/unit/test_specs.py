@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from mlops_helpers import runner
+from mlops_helpers import parameters
 from mlops_helpers.parameters import NAME_RULE, ParameterError
-from mlops_helpers.specs import (
+from mlops_helpers.workbook.specs import (
     SpecError,
     clean,
     file_value,
@@ -54,7 +54,7 @@ def test_unknown_top_level_key_is_named_with_the_allowed_ones(tmp_path):
 
 
 def test_file_values_are_typed_against_the_declaration_and_name_their_source():
-    spec = runner.ParamSpec("n_rows", "int", "2000", "rows")
+    spec = parameters.ParamSpec("n_rows", "int", "2000", "rows")
     assert file_value("n_rows", 500, spec, "grid.yaml:4") == 500
     with pytest.raises(
         SpecError, match=r"grid.yaml:4: parameter n_rows \(grid.yaml:4\) must be int"
@@ -86,7 +86,7 @@ def test_a_merge_key_may_still_be_overridden(tmp_path):
 
 
 def test_a_parameter_file_with_a_key_written_twice_exits_2(capsys, monkeypatch, tmp_path):
-    from mlops_helpers import cli
+    from mlops_helpers.workbook import cli
 
     monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(tmp_path / "ws"))
     params = write(tmp_path, "seed: 7\nn_rows: 100\nseed: 8\n")

@@ -24,7 +24,7 @@ import pytest
 
 from mlops_helpers import config, etl, tracking, training
 from mlops_helpers.errors import WorkbookInputError
-from mlops_helpers.processes import free_port
+from mlops_helpers.workbook.processes import free_port
 
 
 def shared_folder(tmp_path_factory) -> Path:

@@ -117,28 +117,28 @@ class ServerProcess:
 
         It runs in its log's folder, and ends when this process ends, however it ends: a
         watchdog process (:data:`WATCHDOG`) ends the group then. A scoring server
-        (``python -m uvicorn``) is forked from a warm template (:mod:`mlops_helpers.warmkernel`)
+        (``python -m uvicorn``) is forked from a warm template (:mod:`mlops_helpers.workbook.warmstart`)
         instead, with the same command, environment, folder and log, unless warm starts are
         off; the template ends it when this process's connection to it closes.
         """
-        from mlops_helpers import warmkernel
+        from mlops_helpers.workbook import warmstart
 
-        warmkernel.enable_here()
+        warmstart.enable_here()
         folder = self.log_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = None
-            if warmkernel.forks(self.command):
-                with contextlib.suppress(warmkernel.WarmStartUnavailable):
-                    streams = (warmkernel.devnull(), log.fileno(), log.fileno())
-                    self.process = warmkernel.fork(self.command, self.env, str(folder), streams)
+            if warmstart.forks(self.command):
+                with contextlib.suppress(warmstart.WarmStartUnavailable):
+                    streams = (warmstart.devnull(), log.fileno(), log.fileno())
+                    self.process = warmstart.fork(self.command, self.env, str(folder), streams)
             if self.process is None:
                 self.process = subprocess.Popen(
                     self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=folder,
                 )  # fmt: skip
         try:
-            if not isinstance(self.process, warmkernel.ForkedProcess):
+            if not isinstance(self.process, warmstart.ForkedProcess):
                 self._watch(self.process.pid)
             self._wait_ready()
         except BaseException:

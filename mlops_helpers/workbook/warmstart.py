@@ -15,10 +15,10 @@ How it plugs in: for kernels, :class:`WarmProvisioner` is a jupyter_client *kern
 provisioner* (registered under :data:`PROVISIONER` in ``pyproject.toml``). :func:`enable`
 makes it the default provisioner of this process and of the processes it starts (kernels,
 Dask workers), so papermill, nbclient and nbval use it without other changes; for
-servers, :class:`mlops_helpers.processes.ServerProcess` asks :func:`fork` when
+servers, :class:`mlops_helpers.workbook.processes.ServerProcess` asks :func:`fork` when
 :func:`active`. The ``mlops-workbook`` command and the test session enable it; their
 templates end 60 s after their last process (the test session ends them at its end).
-``make lab`` (:mod:`mlops_helpers.lab`) enables it in JupyterLab, with templates *owned* by
+``make lab`` (:mod:`mlops_helpers.workbook.lab`) enables it in JupyterLab, with templates *owned* by
 JupyterLab: they end when it ends.
 
 A process started elsewhere (plain ``jupyter lab``'s kernels, the papermill command's, a
@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 PROVISIONER = "mlops-warm-provisioner"
-MODULE = "mlops_helpers.warmkernel"  # what the template process runs (``python -m``)
+MODULE = "mlops_helpers.workbook.warmstart"  # what the template process runs (``python -m``)
 SWITCH = "MLOPS_WORKBOOK_WARM_KERNELS"
 PROVISIONER_ENV = "JUPYTER_DEFAULT_PROVISIONER_NAME"  # read by jupyter_client
 # "PID:START" of the process whose templates end when it ends (enable_here); START is the
@@ -203,12 +203,12 @@ def enable_here() -> bool:
     """Warm starts for what this process starts through the workbook's helpers, when no
     ``mlops-workbook`` command, test session or ``make lab`` enabled them already (a kernel
     of plain ``jupyter lab`` or of the papermill command, a script), and for JupyterLab in
-    :mod:`mlops_helpers.lab`. The templates started from here and from the processes it
+    :mod:`mlops_helpers.workbook.lab`. The templates started from here and from the processes it
     starts (a Dask cluster's workers) are owned by this process and end when it ends.
 
-    Called by :func:`mlops_helpers.runner.execute_notebook`,
-    :func:`mlops_helpers.batch.cluster_client` and
-    :meth:`mlops_helpers.processes.ServerProcess.start`. Returns whether warm starts are on.
+    Called by :func:`mlops_helpers.workbook.execute.execute_notebook`,
+    :func:`mlops_helpers.workbook.batch.cluster_client` and
+    :meth:`mlops_helpers.workbook.processes.ServerProcess.start`. Returns whether warm starts are on.
     """
     if active():
         return True
@@ -284,7 +284,7 @@ def _address(key: str) -> str:
 
 class ForkedProcess:
     """The caller's handle on a forked kernel or server: what jupyter_client and
-    :class:`mlops_helpers.processes.ServerProcess` need of a ``Popen``."""
+    :class:`mlops_helpers.workbook.processes.ServerProcess` need of a ``Popen``."""
 
     stdin = stdout = stderr = None
 
@@ -591,7 +591,7 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os.environ.update(request["env"])
         for name, value in _IMPORTS_SET.items():
             os.environ.setdefault(name, value)
-        # The template runs as ``python -m mlops_helpers.warmkernel``; the process imports
+        # The template runs as ``python -m mlops_helpers.workbook.warmstart``; the process imports
         # the package afresh, under its own environment.
         for name in [m for m in sys.modules if m.split(".")[0] == "mlops_helpers"]:
             del sys.modules[name]

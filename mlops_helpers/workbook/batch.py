@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlops_helpers import runner, workspace_lock
+from mlops_helpers import parameters
 from mlops_helpers.config import HOME_ENV, TRACKING_URI_ENV, workspace_path
 from mlops_helpers.parameters import (
     NAME_RULE,
@@ -32,8 +32,9 @@ from mlops_helpers.parameters import (
     check_parameter,
     is_name,
 )
-from mlops_helpers.processes import HOST
-from mlops_helpers.specs import (
+from mlops_helpers.workbook import execute, report, workspace_lock
+from mlops_helpers.workbook.processes import HOST
+from mlops_helpers.workbook.specs import (
     SpecError,
     clean,
     file_text,
@@ -181,7 +182,7 @@ def _notebook_items(path, spec, fixed, grid, axes, combos, cli_values) -> list[I
         notebook = notebook_beside(path, spec["notebook"])
     except ParameterError as exc:
         raise SpecError(f"{where(path, spec)}: {exc}") from None
-    specs = runner.notebook_parameters(notebook)
+    specs = parameters.notebook_parameters(notebook)
     for name in [*clean(fixed), *axes, *cli_values]:
         if name not in specs:
             node = grid if name in axes else fixed if name in fixed else spec
@@ -197,7 +198,7 @@ def _notebook_items(path, spec, fixed, grid, axes, combos, cli_values) -> list[I
             for n, v in values.items()
         }
         for n, v in cli_values.items():
-            typed[n] = runner.typed_value(n, v, specs[n], "-p")
+            typed[n] = parameters.typed_value(n, v, specs[n], "-p")
         items.append(Item(_key(notebook.name, typed), str(notebook), "notebook", typed))
     return items
 
@@ -205,7 +206,7 @@ def _notebook_items(path, spec, fixed, grid, axes, combos, cli_values) -> list[I
 def _pipeline_items(path, spec, fixed, grid, combos, cli_values) -> list[Item]:
     """One item per combination: the pipeline's values, typed by the steps that declare them
     (passed on typed, never turned back into ``-p`` text)."""
-    from mlops_helpers import pipeline as pipelines
+    from mlops_helpers.workbook import pipeline as pipelines
 
     try:
         given = file_text("pipeline", spec["pipeline"])
@@ -245,17 +246,17 @@ def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -
             notebook = _execute(item, folder)
             break
         except Exception as exc:  # noqa: BLE001 - an item's failure is its result
-            error = runner.describe_failure(exc)
+            error = execute.describe_failure(exc)
             if PORT_RACE not in error:
                 break
     status = "failed" if error else "ok"
     if not notebook and item.kind == "notebook" and (folder / Path(item.target).name).is_file():
         notebook = Path(item.target).name  # kept as papermill left it, with the failing cell
-    report = (
-        runner.render_html(folder / notebook) if notebook and (folder / notebook).is_file() else ""
+    page = (
+        report.render_html(folder / notebook) if notebook and (folder / notebook).is_file() else ""
     )
     result = ItemResult(
-        item.key, status, time.perf_counter() - start, item.parameters, notebook, report,
+        item.key, status, time.perf_counter() - start, item.parameters, notebook, page,
         error, attempts,
     )  # fmt: skip
     if status == "ok":
@@ -268,9 +269,9 @@ def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -
 def _execute(item: Item, folder: Path) -> str:
     if item.kind == "notebook":
         name = Path(item.target).name
-        runner.execute_notebook(Path(item.target), folder / name, item.parameters)
+        execute.execute_notebook(Path(item.target), folder / name, item.parameters)
         return name
-    from mlops_helpers import pipeline as pipelines
+    from mlops_helpers.workbook import pipeline as pipelines
 
     pipe = pipelines.load_pipeline(Path(item.target))
     pipe = pipelines.with_values(pipe, item.parameters, f"batch item {item.key}")
@@ -335,15 +336,15 @@ def _speaks_dask(address: str, timeout: float) -> bool:
 
 def cluster_client(scheduler: str | None = None, n_workers: int | None = None):
     """A Dask client: on ``scheduler`` if given, else a LocalCluster of processes on loopback
-    (whose workers start their kernels warm, :func:`mlops_helpers.warmkernel.enable_here`)."""
+    (whose workers start their kernels warm, :func:`mlops_helpers.workbook.warmstart.enable_here`)."""
     from dask.distributed import Client, LocalCluster
 
-    from mlops_helpers import warmkernel
+    from mlops_helpers.workbook import warmstart
 
     if scheduler:
         return Client(scheduler, timeout="10s")
     workers = n_workers or max(1, os.cpu_count() or 1)
-    warmkernel.enable_here()  # before the workers start: they inherit it
+    warmstart.enable_here()  # before the workers start: they inherit it
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host=HOST,
         dashboard_address=f"{HOST}:0", silence_logs=40,
@@ -400,7 +401,7 @@ def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, 
     """Submit the items to Dask and yield their results as they complete."""
     from dask.distributed import as_completed
 
-    tqdm = runner.progress_bar()
+    tqdm = execute.progress_bar()
     own = client is None
     client = cluster_client(scheduler, n_workers) if own else client
     try:
@@ -433,14 +434,14 @@ def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, 
 
 def _prestart_template(env: dict[str, str]) -> None:
     """In a worker: start the warm template its items' kernels will use (see
-    :func:`mlops_helpers.warmkernel.prestart`), with the environment :func:`run_item` sets."""
-    from mlops_helpers import warmkernel
+    :func:`mlops_helpers.workbook.warmstart.prestart`), with the environment :func:`run_item` sets."""
     from mlops_helpers.config import apply_mlflow_env, mark_headless
+    from mlops_helpers.workbook import warmstart
 
     os.environ.update(env)
     apply_mlflow_env()
     mark_headless()
-    warmkernel.prestart()
+    warmstart.prestart()
 
 
 def _mlflow_keys() -> tuple[str, ...]:

@@ -15,8 +15,8 @@ from mlops_helpers.parameters import ParameterError, check_parameters
 
 def _load_param_file(path: str) -> dict[str, Any]:
     """The NAME: VALUE mapping of a ``-f`` file, read by the one YAML loader of the workbook
-    (:func:`mlops_helpers.specs.read_yaml`: line numbers, duplicate keys refused)."""
-    from mlops_helpers import specs
+    (:func:`mlops_helpers.workbook.specs.read_yaml`: line numbers, duplicate keys refused)."""
+    from mlops_helpers.workbook import specs
 
     file = Path(path)
     if not file.is_file():
@@ -67,38 +67,39 @@ def _worker_count(text: str) -> int:
 
 def claim_workspace() -> None:
     """Hold the workspace for this command alone (exit 2 naming the holder if it is busy)."""
-    from mlops_helpers import workspace_lock
+    from mlops_helpers.workbook import workspace_lock
 
     workspace_lock.claim()
 
 
 def _selected(names: list[str]) -> list[Path]:
-    from mlops_helpers import runner
+    from mlops_helpers.workbook import curriculum
 
-    return [runner.find_notebook(n) for n in names] if names else runner.list_notebooks()
+    return [curriculum.find_notebook(n) for n in names] if names else curriculum.list_notebooks()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the selected notebooks (all by default) in order; exit 1 naming the failure."""
-    from mlops_helpers import runner
+    from mlops_helpers import parameters
+    from mlops_helpers.workbook import execute, report
 
     notebooks = _selected(args.notebooks)
     file_values: dict[str, Any] = {}
     for f in args.param_file or []:
         file_values.update(_load_param_file(f))
     label = f"-f {Path(args.param_file[-1]).name}" if args.param_file else "-f"
-    plan = runner.plan_parameters(notebooks, dict(args.param or []), file_values, label)
+    plan = parameters.plan_parameters(notebooks, dict(args.param or []), file_values, label)
     claim_workspace()
-    run_dir = runner.new_run_dir()
+    run_dir = execute.new_run_dir()
     print(f"run folder: {run_dir}", flush=True)
     start = time.perf_counter()
-    results = runner.run_workbook(
+    results = execute.run_workbook(
         notebooks, plan, run_dir, progress=not args.no_progress, jobs=args.jobs,
         render=not args.no_report,
     )  # fmt: skip
-    print(runner.summary_table(results, wall=time.perf_counter() - start))
+    print(report.summary_table(results, wall=time.perf_counter() - start))
     if not args.no_report:
-        print(f"report: {runner.write_report(results, run_dir)}")
+        print(f"report: {report.write_report(results, run_dir)}")
     failed = [r for r in results if r.status == "failed"]
     if failed:
         r = failed[0]
@@ -111,10 +112,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_params(args: argparse.Namespace) -> int:
     """Print a notebook's parameters: name, type, default, help."""
-    from mlops_helpers import runner
+    from mlops_helpers import parameters
+    from mlops_helpers.workbook import curriculum
 
-    nb = runner.find_notebook(args.notebook)
-    specs = runner.notebook_parameters(nb)
+    nb = curriculum.find_notebook(args.notebook)
+    specs = parameters.notebook_parameters(nb)
     print(f"{nb.stem}: {len(specs)} parameters")
     for s in specs.values():
         print(f"  {s.name:<24} {s.kind:<6} default {s.default:<14} {s.help}")
@@ -123,11 +125,11 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     """Re-execute notebooks in place so their stored outputs match what nbval checks."""
-    from mlops_helpers import runner
+    from mlops_helpers.workbook import refresh
 
     for nb in _selected(args.notebooks):
         print(f"refreshing {nb.name}", flush=True)
-        runner.refresh_notebook(nb)
+        refresh.refresh_notebook(nb)
     return 0
 
 
@@ -230,7 +232,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """Run a declared pipeline; exit 1 naming the failed step, notebook and cell."""
-    from mlops_helpers import pipeline
+    from mlops_helpers.workbook import pipeline
 
     pipe = pipeline.load_pipeline(Path(args.file), dict(args.param or []))
     claim_workspace()
@@ -257,7 +259,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Run a grid of parameters on Dask; exit 1 when any item failed (all are still run)."""
-    from mlops_helpers import batch
+    from mlops_helpers.workbook import batch
 
     grid = batch.load_grid(Path(args.grid), dict(args.param or []))
     claim_workspace()
@@ -300,7 +302,7 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check this machine for the workbook: one OK or FIX line per check; exit 1 on any FIX."""
-    from mlops_helpers import doctor
+    from mlops_helpers.workbook import doctor
 
     checks = doctor.run_checks()
     for check in checks:
@@ -446,16 +448,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mlops-workbook``."""
     args = build_parser().parse_args(argv)
     # Kernels this command starts, and the kernels those start, fork from a warm template
-    # (mlops_helpers.warmkernel), from templates that outlive it by up to a minute.
-    from mlops_helpers import warmkernel
+    # (mlops_helpers.workbook.warmstart), from templates that outlive it by up to a minute.
+    from mlops_helpers.workbook import warmstart
 
-    warmkernel.enable()
+    warmstart.enable()
     from mlops_helpers import config
 
     if getattr(args, "tracking_uri", None):
         os.environ[config.TRACKING_URI_ENV] = args.tracking_uri
     from mlops_helpers.errors import WorkbookFailure, WorkbookInputError
-    from mlops_helpers.workspace_lock import command_scope
+    from mlops_helpers.workbook.workspace_lock import command_scope
 
     # Only the workbook's own input errors are "bad input" (exit 2, one line); a failure
     # of what the workbook relies on is its message and exit 1; anything else is a bug and

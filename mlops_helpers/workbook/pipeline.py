@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mlops_helpers import runner
+from mlops_helpers import parameters
 from mlops_helpers.config import workspace_path
 from mlops_helpers.parameters import NAME_RULE, ParameterError, check_name, is_name
-from mlops_helpers.specs import (
+from mlops_helpers.workbook import execute
+from mlops_helpers.workbook.specs import (
     SpecError,
     clean,
     file_value,
@@ -46,7 +47,7 @@ class Step:
     parameters: dict[str, Any]
     after: list[str]
     # what the notebook declares (not part of the fingerprint: the values are)
-    specs: dict[str, runner.ParamSpec] = field(default_factory=dict, repr=False, compare=False)
+    specs: dict[str, parameters.ParamSpec] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self) -> str:
         """A hash of the notebook's name and the parameters: same hash, same work."""
@@ -198,7 +199,7 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
         notebook = notebook_beside(path, raw["notebook"])
     except ParameterError as exc:
         raise SpecError(f"{where(path, raw)}: step {raw['name']!r}: {exc}") from None
-    specs = runner.notebook_parameters(notebook)
+    specs = parameters.notebook_parameters(notebook)
     own = clean(_mapping(raw.get("parameters"), path, "parameters", raw))
     for name in own:
         if name not in specs:
@@ -214,7 +215,7 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
         values[name] = file_value(name, value, specs[name], where(path, raw))
     for name, value in cli_values.items():
         if name in specs:
-            values[name] = runner.typed_value(name, value, specs[name], "-p")
+            values[name] = parameters.typed_value(name, value, specs[name], "-p")
     return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []), specs)
 
 
@@ -260,7 +261,7 @@ def run_pipeline(
     ``track``, each step is an MLflow run (nested under one run for the pipeline) holding
     its parameters and executed notebook.
     """
-    tqdm = runner.progress_bar()
+    tqdm = execute.progress_bar()
     state = read_state(run_dir) if resume else {"steps": {}}
     state.update(pipeline=pipe.name, file=str(pipe.path))
     tracker = _Tracker(pipe, run_dir, state) if track else None
@@ -282,11 +283,11 @@ def run_pipeline(
         output = run_dir / f"{i + 1:02d}_{step.name}.ipynb"
         start = time.perf_counter()
         try:
-            runner.execute_notebook(step.notebook, output, step.parameters)
+            execute.execute_notebook(step.notebook, output, step.parameters)
             result = StepResult(step.name, "ok", time.perf_counter() - start, output.name)
         except Exception as exc:  # noqa: BLE001 - reported with notebook and cell, run stops
             failed = True
-            error = f"{step.notebook.stem} {runner.describe_failure(exc)}"
+            error = f"{step.notebook.stem} {execute.describe_failure(exc)}"
             result = StepResult(
                 step.name, "failed", time.perf_counter() - start, output.name, error
             )

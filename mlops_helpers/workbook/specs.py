@@ -102,11 +102,11 @@ def clean(node: Any) -> Any:
 def file_value(name: str, value: Any, spec, source: str) -> Any:
     """A parameter value read from a YAML file, typed and checked against the notebook's
     declaration ``spec``; SpecError naming ``source`` (file:line) when it is wrong."""
-    from mlops_helpers import runner
+    from mlops_helpers import parameters
     from mlops_helpers.parameters import ParameterError
 
     try:
-        return runner.typed_value(name, value, spec, source)
+        return parameters.typed_value(name, value, spec, source)
     except ParameterError as exc:
         raise SpecError(f"{source}: {exc}") from None
 
@@ -145,8 +145,8 @@ def file_text(what: str, value: Any) -> str:
 def notebook_beside(path: Path, given: Any) -> Path:
     """The notebook a spec file names: a path relative to the file, else a workbook notebook
     (``03``, ``03_automated_etl``) or a path from the working directory."""
-    from mlops_helpers import runner
+    from mlops_helpers.workbook import curriculum
 
     given = file_text("notebook", given)
     beside = Path(path).parent / str(given)
-    return runner.find_notebook(str(beside) if beside.is_file() else str(given))
+    return curriculum.find_notebook(str(beside) if beside.is_file() else str(given))

@@ -25,7 +25,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlops_helpers import config
-from mlops_helpers.processes import HOST, free_port
 from mlops_helpers.tracking import (  # one answer for doctor and configure_tracking
     mlflow_schema,
     redact,
@@ -35,6 +34,7 @@ from mlops_helpers.tracking import (  # one answer for doctor and configure_trac
     store_problem,
     uri_problem,
 )
+from mlops_helpers.workbook.processes import HOST, free_port
 
 __all__ = ["mlflow_schema", "sqlite_revision"]  # re-exported: doctor reports what they find
 
