@@ -36,8 +36,8 @@ doctor: install ## check the set-up: Python, locked versions, kernel, workspace,
 run: install ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
 	$(BIN)/mlops-workbook run $(ARGS)
 
-lab: install ## open JupyterLab on the notebooks (LAB_ARGS=--no-browser to open it yourself)
-	cd notebooks && ../$(BIN)/python -m mlops_helpers.workbook.lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+lab: install ## open JupyterLab on the notebooks, kernels started the usual way (LAB_ARGS=--no-browser to open it yourself)
+	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
 	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder tests notebooks $(PYTEST_NOTEBOOKS)

@@ -7,6 +7,6 @@ sub-package runs them: the ``mlops-workbook`` command (:mod:`.cli`), the curricu
 (:mod:`.report`) and the refresh of committed outputs (:mod:`.refresh`), declared
 pipelines (:mod:`.pipeline`) and batches on Dask (:mod:`.batch`) read from YAML
 (:mod:`.specs`), the server processes the lessons start (:mod:`.processes`), one writer
-per workspace (:mod:`.workspace_lock`), ``doctor``, JupyterLab (:mod:`.lab`) and warm
-starts for headless runs (:mod:`.warmstart`).
+per workspace (:mod:`.workspace_lock`), ``doctor`` and warm starts for headless runs
+(:mod:`.warmstart`).
 """

@@ -296,6 +296,11 @@ def _describe(pid: int) -> str:
         if line.startswith("btime ")
     )
     since = dt.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"))
+    from mlops_helpers.workbook import warmstart
+
+    forked = warmstart.forked_as(pid)  # it shows its template's command line: say what it is
+    if forked:
+        argv = [sys.executable, "-m", forked, "(forked from a warm template)"]
     what = "a Jupyter kernel: " if any("ipykernel_launcher" in a for a in argv) else ""
     return f"pid {pid} ({what}{_command_text(argv)}, since {since:%Y-%m-%d %H:%M:%S})"
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -23,38 +21,13 @@ import numpy as np
 import pytest
 
 from mlops_helpers import config, etl, registry, serving, tracking, training
+from tests.support import server_processes
 
 EXPERIMENT = "integration"
 TRAIN_DAYS = {"seed": 1, "n_rows": 400, "start_day": "2026-01-05", "n_days": 3}
 HELD_OUT_DAY = {"seed": 1, "n_rows": 400, "start_day": "2026-01-08", "n_days": 1}
 # Generous: tests check behaviour, never timing (the machine may be busy).
 LATENCY_BUDGET_MS = 10_000.0
-
-
-def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str]]:
-    """Scoring-server processes (launcher and uvicorn) whose workspace is ``root`` or inside
-    it (and that listen on ``port``, when given): pid and command line.
-
-    A server forked from a warm template (mlops_helpers.workbook.warmstart) shows its own command
-    line but the template's environment; it runs in its log folder, in the workspace."""
-    found = []
-    marker = f"{config.HOME_ENV}={root}".encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            cwd = Path(os.readlink(proc / "cwd"))
-        except OSError:  # gone meanwhile, or not ours
-            continue
-        serves = b"models serve" in cmdline or b"mlflow.pyfunc.scoring_server" in cmdline
-        on_port = port is None or re.search(rf"(-p|--port) {port}\b".encode(), cmdline)
-        inside = any(e == marker or e.startswith(marker + b"/") for e in environ)
-        inside = inside or cwd == root or root in cwd.parents
-        if serves and on_port and inside:
-            found.append((int(proc.name), cmdline.decode(errors="replace").strip()))
-    return found
 
 
 @contextlib.contextmanager

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny_notebooks import UNLUCKY, ran, write_notebook
 
 from mlops_helpers import config
 from mlops_helpers.workbook import batch
 from mlops_helpers.workbook.specs import SpecError
+from tests.support import UNLUCKY, ran, write_notebook
 
 pytestmark = pytest.mark.slow
 

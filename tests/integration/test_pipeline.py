@@ -11,11 +11,11 @@ from pathlib import Path
 import mlflow
 import nbformat
 import pytest
-from tiny_notebooks import UNLUCKY, ran, write_notebook
 
 from mlops_helpers import config, tracking
 from mlops_helpers.workbook import cli, pipeline
 from mlops_helpers.workbook.specs import SpecError
+from tests.support import UNLUCKY, ran, write_notebook
 
 pytestmark = pytest.mark.slow
 

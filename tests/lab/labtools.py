@@ -105,9 +105,9 @@ class JupyterLab:
         }
         env = venv_env({key: str(self.state / sub) for key, sub in dirs.items()})
         env["MLOPS_WORKBOOK_HOME"] = str(self.workspace)
-        # JupyterLab starts as make lab starts it (mlops_helpers.workbook.lab): its kernels, and what
-        # they start through the workbook's helpers, are forked from warm templates that it
-        # owns, not from the test session's.
+        # JupyterLab starts as make lab starts it from a shell: its kernels start the usual
+        # way, not warm as the test session's do; what they start through the workbook's
+        # helpers is warm from templates each kernel owns (warmstart.enable_here).
         for key in (
             "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "PYTHONSTARTUP",
             warmstart.PROVISIONER_ENV, warmstart.OWNER_ENV,
@@ -125,7 +125,7 @@ class JupyterLab:
         """Start the server and wait until its API answers (its log is shown if it never does)."""
         self._write_settings()
         command = [
-            sys.executable, "-m", "mlops_helpers.workbook.lab", "--no-browser",
+            str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser",
             f"--ServerApp.ip={HOST}", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
             "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False",
@@ -162,18 +162,23 @@ class JupyterLab:
         except (psutil.NoSuchProcess, AttributeError):
             return []
 
-    def kernel_is_warm(self, notebook: str) -> bool | None:
-        """Whether the notebook's kernel was forked from a warm template (None: not found)."""
+    def kernel_is_plain(self, notebook: str) -> bool | None:
+        """Whether the notebook's kernel was started the usual way: JupyterLab's own child
+        running ``python -m ipykernel_launcher -f <its connection file>``, not a process
+        forked from a warm template (None: no session)."""
         session = self.session(notebook)
         if not session:
             return None
         connection_file = f"kernel-{session['kernel']['id']}.json"
-        templates = set(warmstart.templates())
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
-                if any(arg.endswith(connection_file) for arg in proc.cmdline()):
-                    return proc.ppid() in templates
-        return None
+                if (
+                    any(arg.endswith(connection_file) for arg in proc.cmdline())
+                    and proc.ppid() == self.server.process.pid
+                    and warmstart.forked_as(proc.pid) is None
+                ):
+                    return True
+        return False
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log."""
@@ -248,7 +253,7 @@ class LabRun:
 
     notebook: str
     kernel: str = ""
-    warm: bool | None = None  # its kernel forked from a warm template (None: not found)
+    plain: bool | None = None  # its kernel started the usual way (None: no session)
     cells: list[dict] = field(default_factory=list)  # CELLS_JS, after the run
     saved: nbformat.NotebookNode | None = None  # the notebook as JupyterLab saved it
     seconds: float = 0.0  # from Run All to the last cell's end
@@ -276,7 +281,7 @@ def run_in_lab(page, lab: JupyterLab, notebook: str, screenshot: Path) -> LabRun
     try:
         _open(page, lab, notebook)
         run.kernel = _wait_kernel_started(lab, notebook)
-        run.warm = lab.kernel_is_warm(notebook)
+        run.plain = lab.kernel_is_plain(notebook)
         _wait_kernel_idle(page)
         click_menu(page, "Edit", "Clear Outputs of All Cells")
         leftover = sum(len(c["outputs"]) for c in page.evaluate(CELLS_JS, PANEL))
@@ -390,7 +395,8 @@ def _shut_down(page, lab: JupyterLab, notebook: str) -> list[str]:
     """Kernel > Shut Down Kernel; problems if its session stays or anything it started
     (a scoring server, a Dask worker) outlives it. Leftovers are killed either way."""
     problems = []
-    # JupyterLab's warm templates serve all its kernels and end with it (JupyterLab.stop)
+    # templates the kernel started through the helpers (05, 06) end when it ends, their
+    # owner, once their imports are done (tests/integration/test_warmstart.py checks it)
     templates = set(warmstart.templates())
     started = [p for p in lab.processes() if p.pid not in templates]
     try:

@@ -10,7 +10,6 @@ import pytest
 from labtools import STDERR, LabRun, cell_label, run_in_lab
 
 from mlops_helpers import config
-from mlops_helpers.workbook import warmstart
 
 NOTEBOOKS = sorted(config.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 CHECKPOINT = "✅ Checkpoint"
@@ -29,10 +28,11 @@ def problems_seen(run: LabRun, committed: nbformat.NotebookNode) -> list[str]:
     problems = list(run.problems)
     if run.kernel != "python3":
         problems.append(f"ran with the kernel {run.kernel!r}, not python3")
-    if warmstart.enabled() and run.warm is not True:
+    if run.plain is not True:
         problems.append(
-            "its kernel was not forked from JupyterLab's warm template (mlops_helpers.workbook.lab, "
-            "mlops_helpers.workbook.warmstart): make lab's kernels would start slowly"
+            "its kernel was not started the usual way (JupyterLab's own child running "
+            "python -m ipykernel_launcher): make lab's kernels must not be forked from a "
+            "warm template (mlops_helpers.workbook.warmstart)"
         )
     if run.saved is None:  # timed out: run.problems names the cell
         return problems

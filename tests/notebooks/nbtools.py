@@ -47,23 +47,3 @@ def exercises_solved(nb: nbformat.NotebookNode) -> set[str]:
     import re
 
     return set(re.findall(r"✅ Exercise (\d\d\.\d+): solved", output_text(nb)))
-
-
-def serving_processes(workspace) -> list[str]:
-    """Processes (a scoring server or its workers) started with this workspace's tracking URI."""
-    import os
-    from pathlib import Path
-
-    uri = f"MLFLOW_TRACKING_URI=sqlite:///{Path(workspace).resolve()}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended, or is not ours to read
-            continue
-        if uri in environ:
-            found.append(f"{proc.name}: {cmdline[:120]}")
-    return found

@@ -10,12 +10,12 @@ from nbtools import (
     checkpoints_passed,
     exercise_names,
     exercises_solved,
-    serving_processes,
     stderr_text,
 )
 
 from mlops_helpers import registry, tracking
 from mlops_helpers.workbook import curriculum
+from tests.support import server_processes
 
 MODEL = "pm-test-05"
 
@@ -57,6 +57,6 @@ def test_other_seed_promotes_good_models_and_never_a_broken_one(run_notebook):
 
     # stop() returns when the server process exits; its uvicorn worker may need a moment more.
     deadline = time.monotonic() + 15
-    while serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
+    while server_processes(run_notebook.workspace) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert serving_processes(run_notebook.workspace) == [], "a scoring server was left running"
+    assert server_processes(run_notebook.workspace) == [], "a scoring server was left running"

@@ -14,12 +14,12 @@ from nbtools import (
     exercise_names,
     exercises_solved,
     output_text,
-    serving_processes,
     stderr_text,
 )
 from papermill.exceptions import PapermillExecutionError
 
 from mlops_helpers import config, data, proof
+from tests.support import server_processes
 
 COMMITTED = config.notebooks_dir() / "09_proof_of_concept.ipynb"
 
@@ -62,9 +62,9 @@ def test_other_parameters_measure_the_claims_and_write_the_page(run_notebook):
 
     # deploy stops its scoring server; its uvicorn worker may need a moment more
     deadline = time.monotonic() + 15
-    while serving_processes(run_notebook.workspace) and time.monotonic() < deadline:
+    while server_processes(run_notebook.workspace) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert serving_processes(run_notebook.workspace) == [], "a scoring server was left running"
+    assert server_processes(run_notebook.workspace) == [], "a scoring server was left running"
 
 
 def test_too_few_rows_are_rejected_before_anything_is_written(run_notebook):

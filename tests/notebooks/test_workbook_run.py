@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 
 from mlops_helpers.workbook import curriculum
+from tests.support import make_notebook
 
 CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
@@ -42,17 +43,7 @@ def test_workbook_runs_headless_two_at_a_time_into_a_new_run_folder(tmp_path):
 
 def test_a_failing_notebook_names_itself_and_its_cell_and_exits_1(tmp_path):
     bad = tmp_path / "50_bad.ipynb"
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell("seed: int = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("raise ValueError('extract is empty')"),
-    ]
-    nbformat.write(nb, bad)
+    make_notebook(bad, "seed: int = 1", "raise ValueError('extract is empty')")
     done = _cli(tmp_path / "ws", "run", "00", str(bad), "01", "--no-progress", "-p", "seed", "3")
     assert done.returncode == 1
     assert "FAILED 50_bad at cell 2: ValueError: extract is empty" in done.stderr

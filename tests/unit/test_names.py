@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from mlops_helpers.parameters import NAME_RULE, ParameterError
 from mlops_helpers.workbook import batch, cli, pipeline
+from tests.support import make_notebook
 
 
 @pytest.fixture
@@ -30,18 +30,7 @@ def outside(tmp_path) -> Path:
 
 def tiny_notebook(folder: Path) -> Path:
     """A notebook with one parameter (``seed``) that does nothing else."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell("seed: int = 1  # random seed", metadata={"tags": ["parameters"]})
-    ]
-    path = folder / "tiny.ipynb"
-    nbformat.write(nb, path)
-    return path
+    return make_notebook(folder / "tiny.ipynb", "seed: int = 1  # random seed")
 
 
 def untouched(outside: Path) -> bool:

@@ -12,20 +12,7 @@ import pytest
 from mlops_helpers import parameters
 from mlops_helpers.parameters import ParameterError
 from mlops_helpers.workbook import curriculum, execute, report
-
-
-def make_notebook(path: Path, params: str, *cells: str) -> Path:
-    """A small notebook with a parameters cell and code cells."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
-    nbformat.write(nb, path)
-    return path
+from tests.support import make_notebook
 
 
 @pytest.fixture

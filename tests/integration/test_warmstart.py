@@ -1,4 +1,4 @@
-"""Warm kernel starts (mlops_helpers.workbook.warmstart): real ipykernel kernels forked from a real
+"""Warm starts (mlops_helpers.workbook.warmstart): real ipykernel kernels forked from a real
 template process, checked against kernels started the usual way.
 
 Every test here runs under its own template: the module sets an environment variable no
@@ -25,13 +25,14 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 from mlops_helpers.workbook import execute, warmstart
+from mlops_helpers.workbook.warmstart import caller, common
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not warmstart.supported(), reason="warm starts need Linux pidfds"),
 ]
 
-TAG_ENV = "WARMKERNEL_TEST_TAG"
+TAG_ENV = "WARMSTART_TEST_TAG"
 
 # What a kernel reports about how it was set up; the same for a forked and a fresh one.
 PROBE = r"""
@@ -95,7 +96,7 @@ def alive(pid: int) -> bool:
 
 
 def listening(address: str) -> bool:
-    conn = warmstart._connect(address, timeout=1)
+    conn = caller.connect(address, timeout=1)
     if conn is None:
         return False
     conn.close()
@@ -168,6 +169,11 @@ def test_a_forked_kernel_is_set_up_as_a_fresh_kernel_is(own_template, tmp_path):
             pid = km.provisioner.pid
             assert km.provisioner.warm is warm
             assert (warmstart.MODULE in parent_command(pid)) is warm
+            # named, never disguised: ps shows "ipykernel", its command line stays the template's
+            assert warmstart.forked_as(pid) == (warmstart.KERNEL_MODULE if warm else None)
+            assert (Path(f"/proc/{pid}/comm").read_text().strip() == "ipykernel") is warm
+            own_command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert (own_command[2] == warmstart.MODULE.encode()) is warm
         finally:
             km.shutdown_kernel(now=True)
         assert wait_until(lambda pid=pid: not alive(pid)), "the kernel outlived its shutdown"
@@ -247,7 +253,7 @@ def test_a_draining_template_keeps_its_kernels_and_ends_after_them(own_template,
         old = parent_pid(first.provisioner.pid)
         assert old in warmstart.templates()
         os.kill(old, signal.SIGTERM)
-        address = warmstart._address(warmstart.template_key(sys.executable, dict(os.environ)))
+        address = common.address(common.template_key(sys.executable, dict(os.environ)))
         assert wait_until(lambda: not listening(address)), "the template kept taking requests"
         second = start(True, tmp_path)  # the old template takes no new kernel
         try:
@@ -267,8 +273,8 @@ def ask_template(argv: list[str]) -> str:
     env = dict(os.environ)
     km = start(True, Path.cwd())  # makes sure the template for this key runs
     km.shutdown_kernel(now=True)
-    address = warmstart._address(warmstart.template_key(sys.executable, env))
-    conn = warmstart._connect(address, timeout=30)
+    address = common.address(common.template_key(sys.executable, env))
+    conn = caller.connect(address, timeout=30)
     assert conn is not None
     with conn:
         request = {"argv": argv, "env": env, "cwd": "/"}
@@ -288,29 +294,29 @@ def test_only_kernels_and_scoring_servers_are_forked(own_template):
 
 def test_the_template_key_covers_what_imports_can_read():
     env = {"PATH": "/usr/bin", "OPENBLAS_NUM_THREADS": "1"}
-    key = warmstart.template_key(sys.executable, env)
+    key = common.template_key(sys.executable, env)
     per_run = {"MLOPS_WORKBOOK_HOME": "/elsewhere", "MLFLOW_TRACKING_URI": "sqlite:///x.db"}
-    assert warmstart.template_key(sys.executable, {**env, **per_run}) == key
+    assert common.template_key(sys.executable, {**env, **per_run}) == key
     # read by numpy's BLAS when it loads: another template
-    assert warmstart.template_key(sys.executable, {**env, "OPENBLAS_NUM_THREADS": "2"}) != key
+    assert common.template_key(sys.executable, {**env, "OPENBLAS_NUM_THREADS": "2"}) != key
     # ipykernel sets this in each kernel; kernels started from a kernel share the template
     inline = {**env, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    assert warmstart.template_key(sys.executable, inline) == key
-    assert warmstart.template_key(sys.executable, {**env, "MPLBACKEND": "Agg"}) != key
+    assert common.template_key(sys.executable, inline) == key
+    assert common.template_key(sys.executable, {**env, "MPLBACKEND": "Agg"}) != key
 
 
 def test_streams_are_passed_as_popen_would_or_refused():
     with open(os.devnull, "w") as devnull:
-        assert warmstart._streams({"stderr": devnull}) == (0, 1, devnull.fileno())
-    fds = warmstart._streams({"stdout": subprocess.DEVNULL})
+        assert caller.streams({"stderr": devnull}) == (0, 1, devnull.fileno())
+    fds = caller.streams({"stdout": subprocess.DEVNULL})
     assert os.readlink(f"/proc/self/fd/{fds[1]}") == os.devnull
-    assert warmstart._streams({"stdout": subprocess.PIPE}) is None  # a pipe to read: usual way
+    assert caller.streams({"stdout": subprocess.PIPE}) is None  # a pipe to read: usual way
 
 
 def test_prestart_starts_the_template_once_without_waiting(own_template, monkeypatch):
     monkeypatch.setenv(warmstart.PROVISIONER_ENV, warmstart.PROVISIONER)
     monkeypatch.setenv(TAG_ENV, own_template + "-prestart")  # a key nothing has used
-    address = warmstart._address(warmstart.template_key(sys.executable, dict(os.environ)))
+    address = common.address(common.template_key(sys.executable, dict(os.environ)))
     assert not listening(address)
     assert warmstart.prestart() is True
     assert wait_until(lambda: listening(address)), "the template did not start"
@@ -335,7 +341,7 @@ def test_a_learners_kernel_owns_its_templates_and_they_end_with_it(own_template,
         "on = warmstart.enable_here()\n"
         "km = KernelManager(kernel_name='python3')\n"
         "km.start_kernel()\n"
-        "template = int(warmstart._stat(km.provisioner.pid)[1])\n"
+        "template = int(open(f'/proc/{km.provisioner.pid}/stat').read().rsplit(')', 1)[1].split()[1])\n"
         "command = open(f'/proc/{template}/cmdline', 'rb').read().split(b'\\0')\n"
         "print(on, km.provisioner.warm, km.provisioner.pid, template, os.getpid(), flush=True)\n"
         "print(command[2].decode(), command[4].decode(), flush=True)\n"
@@ -367,9 +373,9 @@ def test_enable_here_keeps_a_session_that_is_already_warm_unowned(monkeypatch):
     assert warmstart.OWNER_ENV not in os.environ  # its templates keep their idle timeout
     env = {"PATH": "/usr/bin"}
     owned = {**env, warmstart.OWNER_ENV: "1:2"}
-    assert warmstart.template_key(sys.executable, owned) != warmstart.template_key(
-        sys.executable, env
-    ), "an owned template serves only its owner's processes"
+    assert common.template_key(sys.executable, owned) != common.template_key(sys.executable, env), (
+        "an owned template serves only its owner's processes"
+    )
 
 
 NOBODY = 65534  # another local user, played by a forked child (the tests run as root)
@@ -417,7 +423,7 @@ def test_a_template_name_held_by_another_user_gets_nothing_and_the_kernel_still_
 ):
     monkeypatch.setenv(TAG_ENV, own_template + "-impostor")  # a key no template serves yet
     monkeypatch.setenv("PROBE_VALUE", "a secret of the caller")  # what it must never see
-    address = warmstart._address(warmstart.template_key(sys.executable, dict(os.environ)))
+    address = common.address(common.template_key(sys.executable, dict(os.environ)))
     (ready_r, ready_w), (stop_r, stop_w), (report_r, report_w) = os.pipe(), os.pipe(), os.pipe()
     child = os.fork()
     if child == 0:
@@ -480,7 +486,7 @@ def test_a_pid_answer_naming_a_process_the_template_did_not_fork_is_refused(
 ):
     monkeypatch.setenv(TAG_ENV, own_template + "-liar")
     env = dict(os.environ)
-    address = warmstart._address(warmstart.template_key(sys.executable, env))
+    address = common.address(common.template_key(sys.executable, env))
     cmd = [sys.executable, "-m", warmstart.KERNEL_MODULE]
     # the listener is this process: a process it did not fork (our parent) is refused...
     refused = pytest.raises(warmstart.WarmStartUnavailable, match="not a process it forked")
@@ -519,3 +525,16 @@ def test_a_descriptor_opened_after_a_handle_closed_survives_the_handle():
             os.close(number)
         template_side.close()
         child.wait()
+
+
+def test_the_template_forks_with_only_the_threads_its_docstring_names(own_template, tmp_path):
+    km = start(True, tmp_path)
+    try:
+        template = parent_pid(km.provisioner.pid)
+        tasks = Path(f"/proc/{template}/task")
+        names = sorted((tasks / t / "comm").read_text().strip() for t in os.listdir(tasks))
+    finally:
+        km.shutdown_kernel(now=True)
+    # its main thread and the BLAS pools (named after it), jemalloc's purger; nothing new
+    assert set(names) <= {common.TEMPLATE_NAME, "jemalloc_bg_thd"}, names
+    assert names.count(common.TEMPLATE_NAME) <= 1 + 2 * max(0, (os.cpu_count() or 1) - 1)

@@ -1,0 +1,1 @@
+"""The workbook's tests; :mod:`tests.support` holds the helpers they share."""
