@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 from pathlib import Path
 
 from mlops_helpers.errors import WorkbookInputError
 
+KERNEL = "python3"  # the kernel papermill, nbval, refresh and the notebooks' metadata name
 HOME_ENV = "MLOPS_WORKBOOK_HOME"
 # Set for kernels nobody watches (papermill, nbval, refresh): notebooks then skip progress
 # bars, whose text would change from run to run in the outputs nbval compares.
@@ -20,7 +22,7 @@ HEADLESS_ENV = "MLOPS_WORKBOOK_HEADLESS"
 # Set by `mlops-workbook ... --tracking-uri`, so notebook kernels use the same store.
 TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
 # Set by the test suite only: a path where the first new sqlite store is kept, empty and
-# migrated, so that later new stores are copies (0.05 s) instead of migrations (1.5 s).
+# migrated, so that later new stores are copies instead of migrations, which take far longer.
 STORE_TEMPLATE_ENV = "MLOPS_WORKBOOK_STORE_TEMPLATE"
 
 # Settings MLflow reads from the environment; they must be set before mlflow is imported.
@@ -136,6 +138,12 @@ def interactive() -> bool:
     return not os.environ.get(HEADLESS_ENV)
 
 
+# Two printers on purpose, for two readers: show_path says where a file is in words that are
+# the same on every machine (notebook outputs, which nbval compares, and messages), so it is
+# never absolute and cannot be pasted; shell_path is what to type in this shell, so it must
+# resolve from here and be quoted. One function with a flag would return two kinds of text.
+
+
 def show_path(path: Path) -> str:
     """A path written relative to the workspace (``<workspace>/...``) for printing.
 
@@ -148,6 +156,19 @@ def show_path(path: Path) -> str:
             rel = path.relative_to(base).as_posix()
             return label if rel == "." else f"{label}/{rel}"
     return path.name
+
+
+def shell_path(path: Path | str) -> str:
+    """``path`` quoted to paste into a shell here: relative under the working directory,
+    ``~/...`` under home, else absolute."""
+    path = Path(path).absolute()
+    cwd, home = Path.cwd(), Path.home()
+    if path.is_relative_to(cwd) and path != cwd:
+        text = path.relative_to(cwd).as_posix()
+        return shlex.quote(f"./{text}" if text.startswith("-") else text)
+    if path.is_relative_to(home) and path != home:
+        return f"~/{shlex.quote(path.relative_to(home).as_posix())}"
+    return shlex.quote(str(path))
 
 
 def _source_root() -> Path | None:

@@ -4,12 +4,14 @@ Each day has an impressions extract and a viewability-labels extract; a placemen
 reference table is shared by all days. Every day carries a little realistic mess
 (a few exact duplicates, late rows from the day before, missing optional values,
 missing labels); ``fault`` injects one larger problem into a day.
+
+Every generator takes its arguments in one order: ``seed, n_rows``, then the day
+(``day``, or ``start_day, n_days``), then ``fault``; anything else by keyword.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from mlops_helpers.scenario import (  # noqa: F401 - the scenario's names, read 
     POSITIONS,
     SITE_CATEGORIES,
 )
+from mlops_helpers.storage import atomic_write
 
 # Baseline mess present on every day, fault or not.
 BASE_DUPLICATES = 0.005
@@ -172,10 +175,11 @@ def inject_fault(impressions: pd.DataFrame, fault: str, rng: np.random.Generator
 
 
 def generate_day(
-    day: str | dt.date,
-    n_rows: int,
     seed: int,
+    n_rows: int,
+    day: str | dt.date,
     fault: str = "none",
+    *,
     drift: float = 0.0,
     placements: pd.DataFrame | None = None,
 ) -> RawDay:
@@ -203,11 +207,12 @@ def raw_day_dir(raw_root: Path, day: dt.date) -> Path:
 
 def write_raw_dataset(
     raw_root: Path,
+    seed: int,
+    n_rows: int,
     start_day: str | dt.date,
     n_days: int,
-    n_rows: int,
-    seed: int,
     fault: str = "none",
+    *,
     drift: float = 0.0,
 ) -> list[dt.date]:
     """Write placements and ``n_days`` of raw extracts as CSV; ``fault`` hits the last day.
@@ -224,9 +229,8 @@ def write_raw_dataset(
         folder = raw_day_dir(raw_root, day)
         if (folder / "labels.csv").exists():
             continue
-        raw = generate_day(
-            day, n_rows, seed, fault if day == days[-1] else "none", drift, placements
-        )
+        fault_here = fault if day == days[-1] else "none"
+        raw = generate_day(seed, n_rows, day, fault_here, drift=drift, placements=placements)
         folder.mkdir(parents=True, exist_ok=True)
         _write_csv_once(raw.impressions, folder / "impressions.csv")
         _write_csv_once(raw.labels, folder / "labels.csv")
@@ -234,8 +238,7 @@ def write_raw_dataset(
 
 
 def _write_csv_once(df: pd.DataFrame, path: Path) -> None:
+    """Write a raw extract as CSV, atomically, unless it exists (raw extracts never change)."""
     if path.exists():
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S"))

@@ -4,13 +4,14 @@ Publishing is atomic and idempotent. The day's manifest is its commit point: it 
 the SHA-256 of every file of the day (data and quarantine), is renamed into place last
 (a partition without a manifest is not published), and every reader checks each file
 against it, so a write killed between two renames is reported, never read as a mix, and
-the next ``run_day`` republishes the day. Each file is written to a temporary name that
-carries its writer's pid, fsynced, renamed under the day's lock, and its folder fsynced;
-the next write of the day removes the temporary files of writers that are gone.
+the next ``run_day`` republishes the day. Each file is staged and renamed as
+:mod:`mlops_helpers.storage` writes every file (a temporary name carrying its writer's pid,
+fsynced, renamed, its folder fsynced), the renames under the day's lock; the next write of
+the day removes the temporary files of writers that are gone.
 Rerunning a day yields byte-identical files and fingerprints.
 
-Speed (issue 7; ``benchmarks/etl_throughput.py --breakdown`` prints where the time
-goes at 1M rows): the labels are joined by one sort that also gives the published row
+Speed (``benchmarks/etl_throughput.py --breakdown`` prints where the time goes; figures
+in benchmarks/RESULTS.md): the labels are joined by one sort that also gives the published row
 order (``sort_merge_join``); a second thread checks and joins the labels while pandera
 checks the impressions, and hashes the raw files while the parquet file is written.
 """
@@ -23,8 +24,6 @@ import hashlib
 import io
 import json
 import os
-import re
-import secrets
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,6 +40,12 @@ import pyarrow.parquet as pq
 from mlops_helpers.config import ensure_workspace
 from mlops_helpers.data import RawDay, as_day, raw_day_dir, write_raw_dataset
 from mlops_helpers.errors import WorkbookInputError
+from mlops_helpers.storage import (
+    atomic_write,  # noqa: F401 - notebook 03 shows it as etl.atomic_write
+    remove_dead_temps,
+    rename_into_place,
+    staged,
+)
 from mlops_helpers.validation import (
     QuarantineThresholdError,
     check_impressions,
@@ -146,8 +151,8 @@ def transform_day(
     """Validate, clean, join and add features; fail closed over the quarantine threshold."""
     impressions = raw.impressions
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The labels side runs on a second thread while pandera checks the impressions
-        # (arrow and numpy sort without the GIL): about 0.3 s instead of 0.45 s at 1M rows.
+        # The labels side runs on a second thread while pandera checks the impressions:
+        # arrow and numpy sort without the GIL, so the two overlap.
         labels_checked = pool.submit(check_labels, raw.labels, raw.day)
         labelled = pool.submit(_join_labels, impressions, raw.labels)
         try:
@@ -167,14 +172,9 @@ def transform_day(
         viewable=viewable[rows], **_describe_placements(picked["placement_id"], placements)
     )
     table = add_features(joined)
-    fraction = len(quarantine) / max(len(impressions), 1)
-    if fraction > max_quarantine_fraction:
+    if len(quarantine) / max(len(impressions), 1) > max_quarantine_fraction:
         raise QuarantineThresholdError(
-            f"impressions {raw.day.isoformat()}: {len(quarantine)} of {len(impressions)} "
-            f"rows quarantined ({fraction:.1%}), over the threshold of "
-            f"{max_quarantine_fraction:.1%}; nothing was published. Inspect the reasons, fix "
-            "the extract, or raise max_quarantine_fraction if this is expected",
-            quarantine,
+            raw.day, quarantine, len(impressions), max_quarantine_fraction
         )
     return Transformed(table, quarantine.reset_index(drop=True))
 
@@ -208,8 +208,8 @@ def sort_merge_join(
     One stable sort of both id columns puts equal ids side by side, ``ids`` first as
     they come first; a label belongs to the ids in its run of equal ids (a null id
     matches nothing). ``label_ids`` must be unique. The same sort gives the published
-    row order. At 1M rows this takes 0.11 to 0.17 s, where a hash lookup
-    (``pyarrow.compute.index_in``) took 0.26 s, and sorting the output 0.09 s more.
+    row order, so it beats a hash lookup (``pyarrow.compute.index_in``) followed by a
+    sort of the output.
     """
     n = len(ids)
     keys = pa.array(pd.concat([ids, label_ids], ignore_index=True))
@@ -232,8 +232,8 @@ def add_features(df: pd.DataFrame) -> pd.DataFrame:
     """Impute the optional page load time, add the hour, fix types and column order.
 
     The rows keep their order (``transform_day`` passes them sorted by impression_id).
-    ``assign`` instead of a copy with columns set one by one: at 1M rows that copy
-    merged the numeric columns into blocks, 0.2 s against 0.03 s.
+    ``assign`` instead of a copy with columns set one by one: that copy merged the
+    numeric columns into blocks, a cost that grows with the day.
     """
     out = df.assign(
         page_load_ms=df["page_load_ms"].fillna(df["page_load_ms"].median()).fillna(0.0),
@@ -249,86 +249,6 @@ def partition_dir(out_root: Path, day: str | dt.date, area: str = "processed") -
     return Path(out_root) / area / f"day={as_day(day).isoformat()}"
 
 
-# A temp file is named ``.<name>.<pid>-<start>-<token>.tmp``: the writer's pid and start
-# time (so a reused pid is not taken for the writer) say whether its writer still lives.
-_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)(?:-(?P<start>\d+)-[0-9a-f]+)?\.tmp")
-
-
-def _process_start(pid: int) -> str | None:
-    """A live process's start time in clock ticks since boot, or None if gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _writer_alive(pid: int, start: str | None) -> bool:
-    """True unless the process that named a temp file is gone (or its pid is another's now)."""
-    if not Path("/proc/self/stat").is_file():  # no /proc (macOS): the pid alone tells
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass  # alive, another user's
-        return True
-    started = _process_start(pid)
-    return started is not None and start in (None, "0", started)
-
-
-def remove_dead_temps(folder: Path, name: str | None = None) -> list[str]:
-    """Remove the temp files in ``folder`` (for ``name``, or all) whose writer is gone."""
-    removed = []
-    for tmp in sorted(Path(folder).glob(".*.tmp")):
-        found = _TEMP.fullmatch(tmp.name)
-        if found is None or name not in (None, found["name"]):
-            continue
-        if not _writer_alive(int(found["pid"]), found["start"]):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp.name)
-    return removed
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's or a folder's entries to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _make_folder(folder: Path) -> None:
-    """Create ``folder`` and its missing parents, each parent fsynced so they last."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    for created in reversed(missing):
-        _fsync(created.parent)
-
-
-@contextmanager
-def _staged(path: Path, write: Callable[[Path], None]) -> Iterator[Path]:
-    """A temp file next to ``path``, written by ``write`` and fsynced; removed unless renamed."""
-    _make_folder(path.parent)
-    pid = os.getpid()
-    tmp = path.with_name(
-        f".{path.name}.{pid}-{_process_start(pid) or 0}-{secrets.token_hex(4)}.tmp"
-    )
-    try:
-        write(tmp)
-        _fsync(tmp)
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _rename(tmp: Path, path: Path) -> None:
-    """Rename a staged file into place, then fsync its folder so the rename lasts."""
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
 @contextmanager
 def _day_lock(out_root: Path, day: dt.date, exclusive: bool) -> Iterator[None]:
     """Hold a day's lock: a writer renames its files alone, readers read together."""
@@ -340,31 +260,18 @@ def _day_lock(out_root: Path, day: dt.date, exclusive: bool) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via ``write(tmp)``, then rename over ``path``; on failure ``path`` is untouched."""
-    path = Path(path)
-    with _staged(path, write) as tmp:
-        remove_dead_temps(path.parent, path.name)
-        _rename(tmp, path)
-
-
 def day_files(out_root: Path, day: str | dt.date) -> dict[str, Path]:
     """Every file published for a day, keyed by its path from ``out_root`` (as in the manifest)."""
     paths = (partition_dir(out_root, day) / DATA_FILE, quarantine_path(out_root, day))
     return {p.relative_to(out_root).as_posix(): p for p in paths}
 
 
-def load_day(
-    result: Transformed, out_root: Path, day: dt.date, inputs: dict[str, str]
-) -> DayReport:
-    """Publish a transformed day: quarantine, then data, then the manifest that commits it."""
-    return _publish(result, out_root, day, lambda: inputs)
-
-
 def _publish(
     result: Transformed, out_root: Path, day: dt.date, inputs: Callable[[], dict[str, str]]
 ) -> DayReport:
-    """``load_day``, with input fingerprints that may still be computing on another thread.
+    """Publish a transformed day: quarantine, then data, then the manifest that commits it.
+
+    ``inputs`` returns the input fingerprints, which may still be computing on another thread.
 
     Every file is staged first (the data while the fingerprints finish), so a failure
     publishes nothing; then, under the day's lock, the dead writers' temp files go and the
@@ -378,8 +285,8 @@ def _publish(
         result.quarantine.astype({"reason": "str"}), preserve_index=False
     )
     with (
-        _staged(data_path, lambda tmp: pq.write_table(data, tmp, compression="snappy")) as data_tmp,
-        _staged(
+        staged(data_path, lambda tmp: pq.write_table(data, tmp, compression="snappy")) as data_tmp,
+        staged(
             quarantine_file, lambda tmp: pq.write_table(quarantine, tmp, compression="snappy")
         ) as quarantine_tmp,
     ):
@@ -397,14 +304,14 @@ def _publish(
         manifest = {"pipeline_version": PIPELINE_VERSION, **asdict(report), "files": files}
         text = json.dumps(manifest, indent=2) + "\n"
         with (
-            _staged(manifest_path, lambda tmp: tmp.write_text(text)) as manifest_tmp,
+            staged(manifest_path, lambda tmp: tmp.write_text(text)) as manifest_tmp,
             _day_lock(out_root, day, exclusive=True),
         ):
             for folder in (data_path.parent, quarantine_file.parent):
                 remove_dead_temps(folder)
-            _rename(quarantine_tmp, quarantine_file)
-            _rename(data_tmp, data_path)
-            _rename(manifest_tmp, manifest_path)
+            rename_into_place(quarantine_tmp, quarantine_file)
+            rename_into_place(data_tmp, data_path)
+            rename_into_place(manifest_tmp, manifest_path)
     return report
 
 
@@ -506,8 +413,8 @@ def run_day(
         extract_day(raw_root, day), extract_placements(raw_root), max_quarantine_fraction
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The raw files are hashed (0.07 s at 1M rows) on another thread while the parquet
-        # writer keeps this one busy; hashlib releases the GIL.
+        # The raw files are hashed on another thread while the parquet writer keeps this
+        # one busy; hashlib releases the GIL.
         inputs = pool.submit(input_fingerprints, raw_root, day)
         return _publish(result, out_root, day, inputs.result)
 
@@ -594,6 +501,7 @@ def dataset(
     start_day: str,
     n_days: int,
     fault: str = "none",
+    *,
     drift: float = 0.0,
 ) -> Dataset:
     """Generate (once) the raw extracts for these settings in the workspace; return their place."""
@@ -601,14 +509,14 @@ def dataset(
         f"seed={seed}_rows={n_rows}_start={start_day}_days={n_days}_fault={fault}_drift={drift:g}"
     )
     root = ensure_workspace("datasets", name)
-    days = write_raw_dataset(root / "raw", start_day, n_days, n_rows, seed, fault, drift)
+    days = write_raw_dataset(root / "raw", seed, n_rows, start_day, n_days, fault, drift=drift)
     return Dataset(root, days)
 
 
 def build_training_table(
-    seed: int, n_rows: int, start_day: str, n_days: int, drift: float = 0.0
+    seed: int, n_rows: int, start_day: str, n_days: int, *, drift: float = 0.0
 ) -> pd.DataFrame:
     """Generate clean days, run the automated ETL on them, and read the published table."""
-    ds = dataset(seed, n_rows, start_day, n_days, "none", drift)
+    ds = dataset(seed, n_rows, start_day, n_days, "none", drift=drift)
     run_days(ds.raw, ds.out, ds.days)
     return read_partitions(ds.out, ds.days)

@@ -1,10 +1,16 @@
 """The hand-written steps of notebooks 01 (manual ETL) and 02 (manual deployment).
 
-Those notebooks keep these steps verbatim, typed in their cells, because there the
-hand-written steps *are* the lesson. They are gathered here only because notebook 09
-replays them, side by side with the automated path, over a whole matrix of faults. Do
-not reuse them anywhere else: they are the baseline, not the way to do it. (Globals of
-the notebooks, such as the model file or the server's URL, became arguments.)
+Those notebooks type these steps in their cells, because there the hand-written steps
+*are* the lesson. They are gathered here only because notebook 09 replays them, side by
+side with the automated path, over a whole matrix of faults. Do not reuse them anywhere
+else: they are the baseline, not the way to do it.
+
+Lockstep, checked by ``tests/notebooks/test_hygiene.py``: every function, class and
+constant defined both here and in notebook 01 or 02 has the same code (the same AST,
+docstrings included; comments and layout may differ), except these, adapted because
+they read a global of the notebook that became an argument here: ``manual_step`` (the
+checklist), ``make_model`` (the numeric columns), ``held_out_auc`` (the features and
+labels), ``ScoringHandler`` (the model file), ``ask_server`` (the server's URL).
 """
 
 from __future__ import annotations
@@ -30,8 +36,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops_helpers import data, training
-from mlops_helpers.etl import Dataset
+from mlops_helpers import data, etl, training
 
 # ---------------------------------------------------------------- notebook 01: manual ETL
 
@@ -93,7 +98,7 @@ def etl_day_by_hand(
     return table
 
 
-def run_by_hand(dataset: Dataset, target: Path, checklist: list[dict]) -> pd.DataFrame:
+def run_by_hand(dataset: etl.Dataset, target: Path, checklist: list[dict]) -> pd.DataFrame:
     """The whole manual run: placements, every day, concatenate, write one CSV."""
     placements = pd.read_csv(dataset.raw / "placements.csv")
     tick(checklist, "-", "read placements CSV", placements)

@@ -1,7 +1,13 @@
-"""Notebook parameter rules: one checker used by every notebook and by the runner.
+"""Notebook parameters, in one place: the rules, the conversion of command-line text, the
+check of typed values, and the plan of which notebook gets which value.
 
 Defaults live in each notebook's ``parameters`` cell (the single source of truth); this
-module only knows what a valid value looks like for each parameter name.
+module knows what a valid value looks like for each parameter name. Values come from two
+kinds of place, and each has one function: ``-p NAME VALUE`` text is converted to the
+notebook's declared type by :func:`text_value`; values read from a YAML file (``-f``, a
+pipeline, a grid) are already typed and only checked, by :func:`check_value`. Both name
+where the value came from (``-p``, ``-f FILE``, ``file:line``) in their errors. Nothing here
+imports pandas: ``mlops-workbook --help`` and argument errors load none of it.
 """
 
 from __future__ import annotations
@@ -155,21 +161,43 @@ def notebook_parameters(path: Path) -> dict[str, ParamSpec]:
     }
 
 
-def typed_value(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
-    """Check one value against the notebook's declared type and the parameter's rule.
+# The Python types a declared kind accepts (papermill's inferred type names).
+_KINDS: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "str": str,
+}
 
-    Values from ``-p`` arrive as text and are converted to the declared type; values
-    from a YAML file are already typed and must match it.
+
+def check_value(name: str, value: Any, spec: ParamSpec, source: str) -> Any:
+    """A typed value checked against the notebook's declared type and the parameter's rule.
+
+    YAML values arrive typed and are only checked here, never converted: ``'100'`` for an
+    int is refused, naming ``source`` (``-f p.yaml``, ``grid.yaml:4``) so the fix is findable.
     """
-    if source == "-p" and isinstance(value, str):
-        value = coerce_text(name, value, spec.kind)
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(spec.kind)
+    expected = _KINDS.get(spec.kind)
     wrong_bool = spec.kind != "bool" and isinstance(value, bool)
     if expected and (not isinstance(value, expected) or wrong_bool):
         raise ParameterError(f"parameter {name} ({source}) must be {spec.kind}, got {value!r}")
     if name in RULES:
         value = check_parameter(name, value)
     return float(value) if spec.kind == "float" else value
+
+
+def text_value(name: str, text: str, spec: ParamSpec) -> Any:
+    """``-p NAME VALUE`` text converted to the notebook's declared type, then checked."""
+    return check_value(name, coerce_text(name, text, spec.kind), spec, "-p")
+
+
+def check_values(values: dict[str, Any], specs: dict[str, ParamSpec], source: str) -> dict:
+    """The typed ``values`` a notebook declares (``specs``), each checked; the rest left out."""
+    return {n: check_value(n, v, specs[n], source) for n, v in values.items() if n in specs}
+
+
+def text_values(texts: dict[str, str], specs: dict[str, ParamSpec]) -> dict[str, Any]:
+    """The ``-p`` texts a notebook declares (``specs``), each converted and checked."""
+    return {n: text_value(n, t, specs[n]) for n, t in texts.items() if n in specs}
 
 
 def plan_parameters(
@@ -180,7 +208,8 @@ def plan_parameters(
 ) -> dict[Path, dict[str, Any]]:
     """Give each notebook the parameters it declares; reject names no notebook declares.
 
-    ``cli_values`` (from ``-p``) win over ``file_values`` (from ``-f``).
+    ``cli_values`` (``-p`` text) win over ``file_values`` (typed, from ``-f``); a file value
+    that ``-p`` replaces is not checked.
     """
     sources = {name: file_label for name in file_values or {}}
     sources.update({name: "-p" for name in cli_values})
@@ -197,7 +226,9 @@ def plan_parameters(
         )
     return {
         nb: {
-            name: typed_value(name, value, spec[name], sources[name])
+            name: text_value(name, value, spec[name])
+            if name in cli_values
+            else check_value(name, value, spec[name], file_label)
             for name, value in values.items()
             if name in spec
         }

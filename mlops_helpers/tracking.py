@@ -38,8 +38,10 @@ from mlops_helpers.config import (
     TRACKING_URI_ENV,
     apply_mlflow_env,
     ensure_workspace,
+    shell_path,
 )
 from mlops_helpers.errors import WorkbookInputError
+from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook.processes import (
     LoopbackServer,
     ServerProcess,
@@ -185,19 +187,6 @@ def redact(uri: str) -> str:
     if parts.password is None:
         return uri
     return uri.replace(f":{parts.password}@", ":***@", 1)
-
-
-def shell_path(path: Path | str) -> str:
-    """``path`` quoted to paste into a shell here: relative under the working directory,
-    ``~/...`` under home, else absolute."""
-    path = Path(path).absolute()
-    cwd, home = Path.cwd(), Path.home()
-    if path.is_relative_to(cwd) and path != cwd:
-        text = path.relative_to(cwd).as_posix()
-        return shlex.quote(f"./{text}" if text.startswith("-") else text)
-    if path.is_relative_to(home) and path != home:
-        return f"~/{shlex.quote(path.relative_to(home).as_posix())}"
-    return shlex.quote(str(path))
 
 
 @functools.cache
@@ -393,15 +382,16 @@ def _make_store(mlflow, uri: str) -> None:
 
 
 def _sqlite_copy(source: Path, target: Path) -> None:
-    """A consistent copy of a sqlite database (the backup API), renamed into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with (
-        contextlib.closing(sqlite3.connect(source)) as src,
-        contextlib.closing(sqlite3.connect(tmp)) as dst,
-    ):
-        src.backup(dst)
-    os.replace(tmp, target)
+    """A consistent copy of a sqlite database (the backup API), written atomically."""
+
+    def backup(tmp: Path) -> None:
+        with (
+            contextlib.closing(sqlite3.connect(source)) as src,
+            contextlib.closing(sqlite3.connect(tmp)) as dst,
+        ):
+            src.backup(dst)
+
+    atomic_write(target, backup)
 
 
 def ensure_experiment(name: str) -> str:

@@ -5,14 +5,17 @@ an empty day) fails the whole day closed. A problem with *rows* (nulls, out-of-r
 values, duplicates, late rows, unknown categories, missing labels) sends those rows to
 quarantine with a reason each, and the rest goes on.
 
-Speed (1,000,000 rows, see benchmarks/etl_throughput.py --breakdown): pandera's
-built-in ``unique=True`` hashes the id column twice (``is_unique``, then ``duplicated``),
-0.4 s of the impressions contract's 0.5 s and 0.2 s of the labels contract's 0.2 s.
-The contracts are still declared with ``unique=True`` (notebook 03 shows them), but
-they are validated with that rule swapped for the same rule as a pandera check built
-on one stable sort (``duplicated``: 0.035 s, 0.003 s for ids that arrive sorted). If
-that faster contract finds a whole column wrong, the declared contract runs again, so
-every message is pandera's own. Every check still runs inside pandera.
+A day that fails closed raises :class:`ContractError`, whose fields (``extract``, ``day``,
+``kind``, ``detail``, ``fix``) say what broke, so no caller parses its message.
+
+Speed (``benchmarks/etl_throughput.py --breakdown``; figures in benchmarks/RESULTS.md):
+pandera's built-in ``unique=True`` hashes the id column twice (``is_unique``, then
+``duplicated``), most of each contract's time on a large day. The contracts are still
+declared with ``unique=True`` (notebook 03 shows them), but they are validated with that
+rule swapped for the same rule as a pandera check built on one stable sort
+(``duplicated``). If that faster contract finds a whole column wrong, the declared
+contract runs again, so every message is pandera's own. Every check still runs inside
+pandera.
 """
 
 from __future__ import annotations
@@ -29,19 +32,61 @@ import pyarrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from mlops_helpers.data import DEVICES, IMPRESSION_COLUMNS, LABEL_COLUMNS
+from mlops_helpers.scenario import DEVICES, IMPRESSION_COLUMNS, LABEL_COLUMNS
+
+# What a day that fails closed can have wrong, in the words its message uses.
+ContractKind = Literal[
+    "schema changed",
+    "the extract has no rows",
+    "contract failures",
+    "over the quarantine threshold",
+]
 
 
 class ContractError(ValueError):
-    """An extract breaks its contract as a whole; nothing from that day is published."""
+    """An extract breaks its contract as a whole; nothing from that day is published.
+
+    ``extract`` is "impressions" or "labels", ``kind`` one of :data:`ContractKind`, ``detail``
+    the problem in full and ``fix`` what to do; the message is
+    ``"{extract} {day}: {detail}; {fix}"``.
+    """
+
+    def __init__(self, extract: str, day: dt.date, kind: ContractKind, detail: str, fix: str):
+        super().__init__(f"{extract} {day.isoformat()}: {detail}; {fix}")
+        self.extract, self.day, self.kind, self.detail, self.fix = extract, day, kind, detail, fix
+
+    def __reduce__(self):
+        """Pickle by fields (a worker process may raise it), not by the message alone."""
+        return type(self), (self.extract, self.day, self.kind, self.detail, self.fix)
 
 
 class QuarantineThresholdError(ContractError):
-    """Too many rows were quarantined to trust the rest; nothing is published."""
+    """Too many rows were quarantined to trust the rest; nothing is published.
 
-    def __init__(self, message: str, quarantine: pd.DataFrame):
-        super().__init__(message)
-        self.quarantine = quarantine
+    Besides the fields of :class:`ContractError`: the ``quarantine`` (its rows, with their
+    reasons), ``rows_in`` (the day's impression rows) and the ``threshold`` it went over.
+    """
+
+    def __init__(self, day: dt.date, quarantine: pd.DataFrame, rows_in: int, threshold: float):
+        self.quarantine, self.rows_in, self.threshold = quarantine, rows_in, threshold
+        super().__init__(
+            "impressions",
+            day,
+            "over the quarantine threshold",
+            f"{len(quarantine)} of {rows_in} rows quarantined ({self.fraction:.1%}), "
+            f"over the threshold of {threshold:.1%}",
+            "nothing was published. Inspect the reasons, fix the extract, "
+            "or raise max_quarantine_fraction if this is expected",
+        )
+
+    @property
+    def fraction(self) -> float:
+        """The share of the day's rows that were quarantined."""
+        return len(self.quarantine) / max(self.rows_in, 1)
+
+    def __reduce__(self):
+        """Pickle by fields, as :class:`ContractError`."""
+        return type(self), (self.day, self.quarantine, self.rows_in, self.threshold)
 
 
 @dataclass(frozen=True)
@@ -53,8 +98,8 @@ class Checked:
 
     @cached_property
     def valid(self) -> pd.DataFrame:
-        """The rows that passed, copied out when first asked for (0.03 s at 1M rows; the
-        ETL never asks, it picks the rows it publishes directly)."""
+        """The rows that passed, copied out when first asked for (the ETL never asks: it
+        picks the rows it publishes directly, and skips this copy)."""
         return self.rows[~self.rows.index.isin(self.quarantine.index)]
 
 
@@ -107,18 +152,28 @@ _READABLE = {
 }
 
 
-def check_columns(df: pd.DataFrame, expected: tuple[str, ...], what: str) -> None:
+_SCHEMA_FIX = "fix the upstream extract or update the contract in mlops_helpers.validation"
+
+
+def check_columns(df: pd.DataFrame, expected: tuple[str, ...], extract: str, day: dt.date) -> None:
     """Fail closed when an extract's columns are not the contract's columns, or it is empty."""
     missing = [c for c in expected if c not in df.columns]
     extra = [c for c in df.columns if c not in expected]
     if missing or extra:
         raise ContractError(
-            f"{what}: schema changed: missing columns {missing}, unexpected columns {extra}; "
-            "fix the upstream extract or update the contract in mlops_helpers.validation"
+            extract,
+            day,
+            "schema changed",
+            f"schema changed: missing columns {missing}, unexpected columns {extra}",
+            _SCHEMA_FIX,
         )
     if df.empty:
         raise ContractError(
-            f"{what}: the extract has no rows; check that the upstream export ran for this day"
+            extract,
+            day,
+            "the extract has no rows",
+            "the extract has no rows",
+            "check that the upstream export ran for this day",
         )
 
 
@@ -126,8 +181,8 @@ def sort_order(values: pyarrow.Array | pyarrow.ChunkedArray) -> np.ndarray:
     """The positions that sort ``values`` (as arrow's ``sort_indices``: stable, nulls last).
 
     Ids usually all have the same length in bytes. Their bytes then form a fixed-width
-    numpy array, and numpy's stable sort (fast on nearly sorted input) orders 2M ids in
-    0.04 s, where arrow's ``sort_indices`` takes 0.12 s. Other values go to arrow.
+    numpy array, and numpy's stable sort (fast on nearly sorted input) orders them
+    several times faster than arrow's ``sort_indices``. Other values go to arrow.
     """
     if isinstance(values, pyarrow.ChunkedArray):
         values = values.combine_chunks()
@@ -148,9 +203,9 @@ def duplicated(values: pd.Series, keep: Literal["first", "last", False] = "first
     """``values.duplicated(keep)`` (nulls count as equal), from one stable sort.
 
     Equal values sit side by side once sorted, and a stable sort keeps them in row
-    order, so "same as the one before" marks every copy but the first. On 1M nearly
-    sorted string ids this takes 0.035 s, where pandas' hash-based ``duplicated``
-    takes 0.13 s; ids that arrive sorted need one comparison pass (0.003 s).
+    order, so "same as the one before" marks every copy but the first. On nearly sorted
+    string ids this beats pandas' hash-based ``duplicated``; ids that arrive sorted need
+    one comparison pass.
     """
     try:
         array = pyarrow.array(values)
@@ -222,7 +277,9 @@ def _reason(check: str, column: str) -> str:
     return f"{column} {_READABLE.get(name, check)}"
 
 
-def quarantine_rows(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> Checked:
+def quarantine_rows(
+    df: pd.DataFrame, schema: pa.DataFrameSchema, extract: str, day: dt.date
+) -> Checked:
     """Validate ``df`` lazily; rows that fail go to quarantine with their reasons joined by '; '."""
     cases = _failure_cases(df, schema)
     if cases is None:
@@ -234,8 +291,7 @@ def quarantine_rows(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> 
             for c, chk, fc in whole[["column", "check", "failure_case"]].itertuples(index=False)
         )
         raise ContractError(
-            f"{what}: schema changed: {detail}; fix the upstream extract "
-            "or update the contract in mlops_helpers.validation"
+            extract, day, "schema changed", f"schema changed: {detail}", _SCHEMA_FIX
         ) from None
     rows = cases.dropna(subset=["index"])
     pairs = (
@@ -262,8 +318,8 @@ def quarantine_rows(df: pd.DataFrame, schema: pa.DataFrameSchema, what: str) -> 
 def _join_reasons(pairs: pd.DataFrame) -> pd.Series:
     """Each row's reasons joined by '; ', by row index.
 
-    Most rows have one reason; joining only the others in Python takes milliseconds,
-    where a groupby over every row took 0.2 s on a 1M-row day.
+    Most rows have one reason, so only the others are grouped and joined: a groupby
+    over every row would cost far more on a large day.
     """
     several = pairs["index"].duplicated(keep=False).to_numpy()
     joined = pairs[several].groupby("index")["reason"].agg("; ".join)
@@ -272,13 +328,13 @@ def _join_reasons(pairs: pd.DataFrame) -> pd.Series:
 
 def check_impressions(df: pd.DataFrame, day: dt.date, placement_ids: list[str]) -> Checked:
     """Apply the impressions contract: fail closed on shape, quarantine bad rows."""
-    check_columns(df, IMPRESSION_COLUMNS, f"impressions {day.isoformat()}")
-    return quarantine_rows(df, impressions_contract(day, placement_ids), f"impressions {day}")
+    check_columns(df, IMPRESSION_COLUMNS, "impressions", day)
+    return quarantine_rows(df, impressions_contract(day, placement_ids), "impressions", day)
 
 
 def check_labels(df: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     """Apply the labels contract as a whole (labels are trusted or the day is blocked)."""
-    check_columns(df, LABEL_COLUMNS, f"labels {day.isoformat()}")
+    check_columns(df, LABEL_COLUMNS, "labels", day)
     try:
         return fast_contract(LABELS_CONTRACT).validate(df, lazy=True)
     except SchemaErrors:
@@ -287,8 +343,12 @@ def check_labels(df: pd.DataFrame, day: dt.date) -> pd.DataFrame:
         return LABELS_CONTRACT.validate(df, lazy=True)
     except SchemaErrors as exc:
         raise ContractError(
-            f"labels {day.isoformat()}: {len(exc.failure_cases)} contract failures, first: "
-            f"{exc.failure_cases.iloc[0].to_dict()}; fix the label export before loading"
+            "labels",
+            day,
+            "contract failures",
+            f"{len(exc.failure_cases)} contract failures, first: "
+            f"{exc.failure_cases.iloc[0].to_dict()}",
+            "fix the label export before loading",
         ) from None
 
 

@@ -36,9 +36,9 @@ from mlops_helpers.workbook import execute, report, workspace_lock
 from mlops_helpers.workbook.processes import HOST
 from mlops_helpers.workbook.specs import (
     SpecError,
+    at,
     clean,
     file_text,
-    file_value,
     load_spec,
     notebook_beside,
     spec_name,
@@ -192,13 +192,12 @@ def _notebook_items(path, spec, fixed, grid, axes, combos, cli_values) -> list[I
             )
     items = []
     for combo in combos:
-        values = {**clean(fixed), **combo}
-        typed = {
-            n: file_value(n, v, specs[n], where(path, grid if n in axes else fixed))
-            for n, v in values.items()
-        }
-        for n, v in cli_values.items():
-            typed[n] = parameters.typed_value(n, v, specs[n], "-p")
+        typed: dict[str, Any] = {}
+        for n, v in {**clean(fixed), **combo}.items():  # an axis wins over a fixed value
+            source = where(path, grid if n in axes else fixed)
+            with at(source):
+                typed[n] = parameters.check_value(n, v, specs[n], source)
+        typed.update(parameters.text_values(cli_values, specs))  # -p wins
         items.append(Item(_key(notebook.name, typed), str(notebook), "notebook", typed))
     return items
 

@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops_helpers.parameters import ParameterError, check_parameters
+# The one import at the top is pandas-free (tests/unit/test_cli_start.py): --help and a
+# wrong argument answer before any command's heavy imports, each made where it is needed.
+from mlops_helpers import parameters
+from mlops_helpers.parameters import ParameterError, check_name, check_parameters
 
 
 def _load_param_file(path: str) -> dict[str, Any]:
@@ -80,7 +83,6 @@ def _selected(names: list[str]) -> list[Path]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the selected notebooks (all by default) in order; exit 1 naming the failure."""
-    from mlops_helpers import parameters
     from mlops_helpers.workbook import execute, report
 
     notebooks = _selected(args.notebooks)
@@ -112,7 +114,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_params(args: argparse.Namespace) -> int:
     """Print a notebook's parameters: name, type, default, help."""
-    from mlops_helpers import parameters
     from mlops_helpers.workbook import curriculum
 
     nb = curriculum.find_notebook(args.notebook)
@@ -148,10 +149,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     one line per step as it goes."""
     import datetime as dt
 
-    from mlops_helpers import etl, registry, serving, tracking, training
-    from mlops_helpers.parameters import check_name
-
-    # the same rules as the notebooks' parameters, checked before anything is written
+    # the same rules as the notebooks' parameters, checked before anything is written or
+    # imported: a wrong argument is refused before pandas or MLflow load
     check_name("--model", args.model)
     check_name("--experiment", args.experiment)
     check_parameters(seed=args.seed, n_rows=args.n_rows, start_day=args.eval_day)
@@ -160,6 +159,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             f"--train registers a new version and deploys it, so --version {args.version} "
             "is not used: pass one of them"
         )
+    from mlops_helpers import etl, registry, serving, tracking, training
+
     claim_workspace()
     tracking.configure_tracking(args.tracking_uri, experiment=args.experiment)
     version = args.version
@@ -206,10 +207,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve ``models:/NAME@ALIAS`` on 127.0.0.1 until interrupted."""
     import signal
 
+    check_name("--model", args.model)  # before pandas and MLflow load
     from mlops_helpers import registry, serving, tracking
-    from mlops_helpers.parameters import check_name
 
-    check_name("--model", args.model)
     tracking.configure_tracking(args.tracking_uri)
     why = registry.describe(args.model, args.alias)
     server = serving.ScoringServer(f"models:/{args.model}@{args.alias}", port=args.port)

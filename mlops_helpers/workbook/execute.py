@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_helpers.config import apply_mlflow_env, ensure_workspace, mark_headless, notebooks_dir
-
-KERNEL = "python3"
-
+from mlops_helpers.config import (
+    KERNEL,
+    apply_mlflow_env,
+    ensure_workspace,
+    mark_headless,
+    notebooks_dir,
+)
 
 # The kernel's own log goes to its stderr, which a notebook that runs notebooks shows in a
 # cell. ipykernel 7 logs a warning about loopback TCP without encryption at every start,
@@ -23,7 +26,7 @@ KERNEL = "python3"
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
-# The notebooks that take longest headless (about 40 and 20 s; benchmarks/RESULTS.md).
+# The notebooks that take longest headless (their times: benchmarks/RESULTS.md).
 # Side by side they start first, so that both jobs end together: started in curriculum
 # order, 06 begins when half the workbook is done and runs alone at the end.
 START_FIRST = ("06_notebook_pipeline", "05_automated_deployment")
@@ -41,10 +44,13 @@ class NotebookResult:
     page: str = ""  # the executed notebook rendered to HTML, beside it (file name)
 
 
-def new_run_dir() -> Path:
-    """A fresh folder for one run under ``<workspace>/runs``, named by time and a random tag."""
+def new_run_dir(parent: Path | None = None) -> Path:
+    """A fresh folder for one run, named by time and a random tag, in ``parent`` (created if
+    needed) or else ``<workspace>/runs``; every command's run folders are made here."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return ensure_workspace("runs", f"{stamp}-{secrets.token_hex(2)}")
+    run_dir = (parent or ensure_workspace("runs")) / f"{stamp}-{secrets.token_hex(2)}"
+    run_dir.mkdir(parents=True)
+    return run_dir
 
 
 def describe_failure(exc: Exception) -> str:
@@ -148,8 +154,8 @@ def run_workbook(
             while queue and len(running) < jobs and not failed:
                 nb = queue.pop(0)
                 running[pool.submit(_run_one, nb, run_dir / nb.name, plan.get(nb, {}))] = nb
-            # Render what finished while the next notebooks already run (about 0.7 s each),
-            # not all at the end and not before a job takes its next notebook.
+            # Render what finished while the next notebooks already run, not all at the end
+            # and not before a job takes its next notebook.
             _render(finished)
             if not running:
                 break

@@ -9,11 +9,8 @@ failed step, skipping steps that completed with the same parameters.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import os
-import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,11 +19,12 @@ from typing import Any
 from mlops_helpers import parameters
 from mlops_helpers.config import workspace_path
 from mlops_helpers.parameters import NAME_RULE, ParameterError, check_name, is_name
+from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook import execute
 from mlops_helpers.workbook.specs import (
     SpecError,
+    at,
     clean,
-    file_value,
     load_spec,
     notebook_beside,
     spec_name,
@@ -145,7 +143,8 @@ def _check_steps(raw_steps: list, path: Path) -> set[str]:
 
 
 def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipeline:
-    """Read and check a pipeline file; ``cli_values`` (from ``-p``) override its parameters."""
+    """Read and check a pipeline file; ``cli_values`` (``-p`` text, converted to each step's
+    declared type) override its parameters, which YAML has already typed."""
     path = Path(path)
     spec = load_spec(path, TOP_KEYS)
     name = pipeline_name(path, spec)
@@ -177,20 +176,17 @@ def with_values(pipe: Pipeline, values: dict[str, Any], source: str) -> Pipeline
         raise SpecError(
             f"{source}: parameter(s) {', '.join(unknown)} declared by no step of {pipe.path.name}"
         )
-    steps = [
-        replace(
-            step,
-            parameters={
-                **step.parameters,
-                **{
-                    n: file_value(n, v, step.specs[n], source)
-                    for n, v in values.items()
-                    if n in step.specs
+    with at(source):
+        steps = [
+            replace(
+                step,
+                parameters={
+                    **step.parameters,
+                    **parameters.check_values(values, step.specs, source),
                 },
-            },
-        )
-        for step in pipe.steps
-    ]
+            )
+            for step in pipe.steps
+        ]
     return Pipeline(pipe.name, pipe.path, steps)
 
 
@@ -208,14 +204,10 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
                 f"by {notebook.stem}; it declares: {', '.join(specs)}"
             )
     values: dict[str, Any] = {}
-    for name, value in clean(shared).items():
-        if name in specs:
-            values[name] = file_value(name, value, specs[name], where(path, shared))
-    for name, value in own.items():
-        values[name] = file_value(name, value, specs[name], where(path, raw))
-    for name, value in cli_values.items():
-        if name in specs:
-            values[name] = parameters.typed_value(name, value, specs[name], "-p")
+    for node, given in ((shared, clean(shared)), (raw, own)):  # the step's own win
+        with at(where(path, node)):
+            values.update(parameters.check_values(given, specs, where(path, node)))
+    values.update(parameters.text_values(cli_values, specs))
     return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []), specs)
 
 
@@ -226,10 +218,7 @@ def _runs_root(pipe: Pipeline) -> Path:
 
 def new_run_dir(pipe: Pipeline) -> Path:
     """A fresh folder for one run of ``pipe`` under ``<workspace>/pipelines/<name>/``."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = _runs_root(pipe) / f"{stamp}-{secrets.token_hex(2)}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+    return execute.new_run_dir(_runs_root(pipe))
 
 
 def latest_run_dir(pipe: Pipeline) -> Path | None:
@@ -246,9 +235,9 @@ def read_state(run_dir: Path) -> dict:
 
 
 def _save_state(run_dir: Path, state: dict) -> None:
-    tmp = run_dir / f".{STATE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(run_dir / STATE)
+    """Write the run's state atomically: a kill leaves the previous state, never half."""
+    text = json.dumps(state, indent=2) + "\n"
+    atomic_write(run_dir / STATE, lambda tmp: tmp.write_text(text))
 
 
 def run_pipeline(

@@ -3,12 +3,15 @@ before anything runs, errors naming the file and line."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mlops_helpers.errors import WorkbookInputError
+from mlops_helpers.parameters import ParameterError, check_name
 
 LINE = "__line__"
 
@@ -99,14 +102,12 @@ def clean(node: Any) -> Any:
     return node
 
 
-def file_value(name: str, value: Any, spec, source: str) -> Any:
-    """A parameter value read from a YAML file, typed and checked against the notebook's
-    declaration ``spec``; SpecError naming ``source`` (file:line) when it is wrong."""
-    from mlops_helpers import parameters
-    from mlops_helpers.parameters import ParameterError
-
+@contextmanager
+def at(source: str) -> Iterator[None]:
+    """Re-raise a ParameterError of the block as a SpecError starting with ``source``
+    (``file:line``), so a bad value read from a file names where it was written."""
     try:
-        return parameters.typed_value(name, value, spec, source)
+        yield
     except ParameterError as exc:
         raise SpecError(f"{source}: {exc}") from None
 
@@ -114,8 +115,6 @@ def file_value(name: str, value: Any, spec, source: str) -> Any:
 def spec_name(path: Path, node: Any, what: str, value: Any) -> str:
     """``value`` if it is a valid folder name (:func:`parameters.check_name`); else SpecError
     naming ``file:line`` of ``node``, the value and the allowed characters."""
-    from mlops_helpers.parameters import ParameterError, check_name
-
     try:
         return check_name(what, value)
     except ParameterError as exc:
@@ -130,8 +129,6 @@ def file_text(what: str, value: Any) -> str:
     text), so the text that was written is lost: reading 3 as "03" would be a guess that
     ``010`` shows to be wrong. Asking for quotes is the one reading that is never wrong.
     """
-    from mlops_helpers.parameters import ParameterError
-
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 100:

@@ -3,9 +3,12 @@ no stderr, no volatile text (absolute paths, run ids, addresses) in compared out
 
 from __future__ import annotations
 
+import ast
+import re
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,3 +78,53 @@ def test_papermill_reads_every_line_of_the_parameters_cell(notebook):
         "papermill could not parse a parameter line; keep 'name: type = value  # help' "
         "and no '=' in the help text"
     )
+
+
+MANUAL = ROOT / "mlops_helpers" / "manual.py"
+MANUAL_NOTEBOOKS = ("01_manual_etl.ipynb", "02_manual_deployment.ipynb")
+
+
+def top_level_definitions(tree: ast.Module) -> dict[str, str]:
+    """Each top-level function, class and constant of ``tree``, by name, as its AST dump."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            found[node.name] = ast.dump(node)
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            found[node.targets[0].id] = ast.dump(node.value)
+    return found
+
+
+def notebook_definitions(path: Path) -> dict[str, str]:
+    """The top-level definitions of a notebook's code cells (a later cell's wins)."""
+    found = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            found.update(top_level_definitions(ast.parse(cell.source)))
+    return found
+
+
+def lockstep(manual_source: str) -> tuple[list[str], list[str]]:
+    """(names that differ and are not declared adapted, declared names that do not differ)."""
+    docstring = ast.get_docstring(ast.parse(manual_source))
+    promise = docstring.split("Lockstep", 1)[1]
+    adapted = set(re.findall(r"``(\w+)``", promise.split("except these", 1)[1]))
+    ours = top_level_definitions(ast.parse(manual_source))
+    differ = set()
+    for name in MANUAL_NOTEBOOKS:
+        theirs = notebook_definitions(ROOT / "notebooks" / name)
+        differ |= {n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n]}
+    return sorted(differ - adapted), sorted(adapted - differ)
+
+
+def test_manual_py_keeps_the_manual_notebooks_code_as_its_docstring_promises():
+    undeclared, stale = lockstep(MANUAL.read_text())
+    assert undeclared == [], f"manual.py and notebook 01/02 differ in {undeclared}; align them"
+    assert stale == [], f"manual.py declares {stale} adapted, but they match: drop them"
+
+
+def test_lockstep_notices_a_change_on_the_module_side():
+    source = MANUAL.read_text().replace(
+        'checklist.append({"day": day,', 'checklist.append({"d": day,'
+    )
+    assert lockstep(source)[0] == ["tick"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 
 import numpy as np
 import pandas as pd
@@ -10,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_helpers import data
+from mlops_helpers import data, etl
 
 DAY = dt.date(2024, 3, 5)
 N = 400
 
 
-def day_frame(fault: str = "none", seed: int = 3, n_rows: int = N) -> pd.DataFrame:
-    return data.generate_day(DAY, n_rows, seed, fault).impressions
+def day_frame(fault: str = "none", *, seed: int = 3, n_rows: int = N) -> pd.DataFrame:
+    return data.generate_day(seed, n_rows, DAY, fault).impressions
 
 
 def changed_rows(clean: pd.DataFrame, faulty: pd.DataFrame, column: str) -> pd.Index:
@@ -32,32 +33,32 @@ def expected_fault_rows(n: int) -> int:
 
 
 def test_same_seed_and_day_give_identical_frames():
-    a = data.generate_day(DAY, N, 11)
-    b = data.generate_day(DAY, N, 11)
+    a = data.generate_day(11, N, DAY)
+    b = data.generate_day(11, N, DAY)
     pd.testing.assert_frame_equal(a.impressions, b.impressions)
     pd.testing.assert_frame_equal(a.labels, b.labels)
     pd.testing.assert_frame_equal(data.generate_placements(11), data.generate_placements(11))
 
 
 def test_other_seed_or_day_gives_different_frames():
-    base = data.generate_day(DAY, N, 11).impressions
-    other_seed = data.generate_day(DAY, N, 12).impressions
-    other_day = data.generate_day(DAY + dt.timedelta(days=1), N, 11).impressions
+    base = data.generate_day(11, N, DAY).impressions
+    other_seed = data.generate_day(12, N, DAY).impressions
+    other_day = data.generate_day(11, N, DAY + dt.timedelta(days=1)).impressions
     assert not base["scroll_depth"].equals(other_seed["scroll_depth"])
     assert not base["scroll_depth"].equals(other_day["scroll_depth"])
     assert not data.generate_placements(11).equals(data.generate_placements(12))
 
 
 def test_a_day_is_independent_of_the_days_generated_before_it():
-    first = data.generate_day(DAY, N, 5).impressions
-    data.generate_day(DAY - dt.timedelta(days=1), N, 5)
-    pd.testing.assert_frame_equal(first, data.generate_day(DAY, N, 5).impressions)
+    first = data.generate_day(5, N, DAY).impressions
+    data.generate_day(5, N, DAY - dt.timedelta(days=1))
+    pd.testing.assert_frame_equal(first, data.generate_day(5, N, DAY).impressions)
 
 
 @settings(max_examples=25, deadline=None)
 @given(n_rows=st.integers(1, 600), seed=st.integers(0, 2**32 - 1))
 def test_n_rows_sets_the_number_of_distinct_impressions(n_rows, seed):
-    raw = data.generate_day(DAY, n_rows, seed)
+    raw = data.generate_day(seed, n_rows, DAY)
     imp = raw.impressions
     assert imp["impression_id"].nunique() == n_rows
     assert n_rows <= len(imp) <= n_rows * 1.01 + 1  # only a little baseline duplication
@@ -71,7 +72,7 @@ def test_n_rows_sets_the_number_of_distinct_impressions(n_rows, seed):
 @pytest.mark.parametrize("n_rows", [0, -5])
 def test_non_positive_n_rows_is_rejected(n_rows):
     with pytest.raises(ValueError, match=f"n_rows must be a positive int, got {n_rows}"):
-        data.generate_day(DAY, n_rows, 1)
+        data.generate_day(1, n_rows, DAY)
 
 
 def test_clean_day_values_are_in_range():
@@ -85,7 +86,7 @@ def test_clean_day_values_are_in_range():
 
 def test_unknown_fault_names_the_allowed_values():
     with pytest.raises(ValueError) as err:
-        data.generate_day(DAY, N, 1, fault="gremlins")
+        data.generate_day(1, N, DAY, fault="gremlins")
     message = str(err.value)
     assert "'gremlins'" in message
     for name in ("none", *data.FAULTS):
@@ -148,7 +149,7 @@ def test_late_rows_belong_to_the_previous_day():
 
 
 def test_empty_day_has_no_rows():
-    raw = data.generate_day(DAY, N, 3, fault="empty_day")
+    raw = data.generate_day(3, N, DAY, fault="empty_day")
     assert len(raw.impressions) == 0
     assert len(raw.labels) == 0
     assert list(raw.impressions.columns) == list(data.IMPRESSION_COLUMNS)
@@ -183,7 +184,7 @@ def test_day_range_is_consecutive():
 
 
 def test_write_raw_dataset_writes_each_day_and_faults_the_last(tmp_path):
-    days = data.write_raw_dataset(tmp_path, "2024-01-01", 2, 120, 4, fault="empty_day")
+    days = data.write_raw_dataset(tmp_path, 4, 120, "2024-01-01", 2, fault="empty_day")
     assert days == data.day_range("2024-01-01", 2)
     assert (tmp_path / "placements.csv").is_file()
     first = data.raw_day_dir(tmp_path, days[0])
@@ -194,13 +195,27 @@ def test_write_raw_dataset_writes_each_day_and_faults_the_last(tmp_path):
 
 
 def test_write_raw_dataset_leaves_existing_raw_files_untouched(tmp_path):
-    data.write_raw_dataset(tmp_path, "2024-01-01", 2, 100, 4)
+    data.write_raw_dataset(tmp_path, 4, 100, "2024-01-01", 2)
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
     # other settings for the same days must not rewrite what has already arrived
-    days = data.write_raw_dataset(tmp_path, "2024-01-01", 3, 250, 99, fault="duplicates")
+    days = data.write_raw_dataset(tmp_path, 99, 250, "2024-01-01", 3, fault="duplicates")
     assert len(days) == 3
     for path, (content, mtime) in before.items():
         assert path.read_bytes() == content, f"{path.name} was rewritten"
         assert path.stat().st_mtime_ns == mtime
     assert (data.raw_day_dir(tmp_path, days[2]) / "labels.csv").is_file()
+
+
+def test_the_data_functions_take_seed_n_rows_then_the_days_in_one_order():
+    """One order to remember: seed, n_rows, start_day (or day), n_days, fault; the rest by name."""
+
+    def leading(fn, skip: int = 0) -> list[str]:
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+        return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    order = ["seed", "n_rows", "start_day", "n_days", "fault"]
+    assert leading(etl.dataset) == order
+    assert leading(data.write_raw_dataset, skip=1) == order  # after the folder it writes to
+    assert leading(etl.build_training_table) == order[:4]
+    assert leading(data.generate_day) == ["seed", "n_rows", "day", "fault"]

@@ -23,7 +23,7 @@ SEED = 21
 
 def raw_dataset(root: Path, n_days: int = 2, fault: str = "none", seed: int = SEED) -> list:
     """Raw extracts in ``root``; ``fault`` hits the last day."""
-    return data.write_raw_dataset(root, START, n_days, N, seed, fault)
+    return data.write_raw_dataset(root, seed, N, START, n_days, fault)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

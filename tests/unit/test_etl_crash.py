@@ -43,7 +43,7 @@ def temps(folder: Path) -> list[str]:
 def make_raw(root: Path, corrected: bool = False):
     """One day of raw extracts; ``corrected`` is a later label delivery with 10 fewer labels,
     so both the data and the quarantine of the day change."""
-    day = data.write_raw_dataset(root, START, 1, N, SEED, "none")[0]
+    day = data.write_raw_dataset(root, SEED, N, START, 1, "none")[0]
     if corrected:
         labels = data.raw_day_dir(root, day) / "labels.csv"
         lines = labels.read_text().splitlines(keepends=True)

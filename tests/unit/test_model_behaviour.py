@@ -25,7 +25,7 @@ def table() -> pd.DataFrame:
     return pd.concat(
         [
             etl.transform_day(
-                data.generate_day(d, N_ROWS, SEED, placements=placements), placements
+                data.generate_day(SEED, N_ROWS, d, placements=placements), placements
             ).table
             for d in days
         ],

@@ -10,9 +10,12 @@ from mlops_helpers.data import FAULTS
 from mlops_helpers.parameters import (
     RULES,
     ParameterError,
+    ParamSpec,
     check_parameter,
     check_parameters,
+    check_value,
     coerce_text,
+    text_value,
 )
 
 # name -> (a valid value, a value of the wrong type, a value of the right type out of range)
@@ -175,3 +178,38 @@ def test_coerce_text_error_names_parameter_value_and_an_example(name, text, kind
     message = str(err.value)
     assert f"parameter {name} must be {kind}, got {text!r}" in message
     assert f"pass e.g. -p {name} {example}" in message
+
+
+# --- text_value (-p text) and check_value (typed YAML values) ------------------------------
+
+N_ROWS = ParamSpec("n_rows", "int", "2000", "rows")
+SHOW = ParamSpec("show_plots", "bool", "True", "plots")
+C = ParamSpec("C", "float", "1.0", "strength")
+
+
+def test_p_text_is_converted_to_the_declared_type_then_checked():
+    assert text_value("n_rows", "100", N_ROWS) == 100
+    assert text_value("show_plots", "no", SHOW) is False
+    value = text_value("C", "2", C)
+    assert value == 2.0 and type(value) is float
+    with pytest.raises(ParameterError, match="parameter n_rows must be an int from 1"):
+        text_value("n_rows", "0", N_ROWS)
+
+
+def test_a_typed_value_is_only_checked_never_converted_and_names_its_source():
+    assert check_value("n_rows", 100, N_ROWS, "grid.yaml:3") == 100
+    assert type(check_value("C", 2, C, "-f p.yaml")) is float
+    for text, spec in (("100", N_ROWS), ("no", SHOW)):
+        with pytest.raises(ParameterError) as err:
+            check_value(spec.name, text, spec, "-f p.yaml")
+        assert f"parameter {spec.name} (-f p.yaml) must be {spec.kind}, got {text!r}" in str(
+            err.value
+        )
+
+
+def test_a_parameter_without_a_rule_is_checked_against_its_declared_type_only():
+    spec = ParamSpec("label", "str", "'x'", "a name no rule knows")
+    assert check_value("label", "anything", spec, "pipe.yaml:2") == "anything"
+    assert text_value("label", "007", spec) == "007"
+    with pytest.raises(ParameterError, match=r"parameter label \(pipe.yaml:2\) must be str"):
+        check_value("label", 7, spec, "pipe.yaml:2")

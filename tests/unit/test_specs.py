@@ -10,8 +10,8 @@ from mlops_helpers import parameters
 from mlops_helpers.parameters import NAME_RULE, ParameterError
 from mlops_helpers.workbook.specs import (
     SpecError,
+    at,
     clean,
-    file_value,
     load_spec,
     load_yaml,
     notebook_beside,
@@ -53,6 +53,12 @@ def test_unknown_top_level_key_is_named_with_the_allowed_ones(tmp_path):
     assert f"{path}:1: unknown key 'stpes'; use ['name', 'steps']" == str(err.value)
 
 
+def file_value(name, value, spec, source):
+    """A value read at ``source`` checked the way pipelines and grids check theirs."""
+    with at(source):
+        return parameters.check_value(name, value, spec, source)
+
+
 def test_file_values_are_typed_against_the_declaration_and_name_their_source():
     spec = parameters.ParamSpec("n_rows", "int", "2000", "rows")
     assert file_value("n_rows", 500, spec, "grid.yaml:4") == 500
@@ -62,6 +68,14 @@ def test_file_values_are_typed_against_the_declaration_and_name_their_source():
         file_value("n_rows", "500", spec, "grid.yaml:4")
     with pytest.raises(SpecError, match="grid.yaml:4: parameter n_rows must be an int from 1"):
         file_value("n_rows", 0, spec, "grid.yaml:4")
+
+
+def test_at_names_the_file_and_line_only_for_parameter_errors():
+    with pytest.raises(SpecError) as err, at("grid.yaml:7"):
+        parameters.check_name("grid name", "../x")
+    assert str(err.value).startswith("grid.yaml:7: grid name must be ")
+    with pytest.raises(KeyError), at("grid.yaml:7"):
+        raise KeyError("a bug keeps its own type and traceback")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -13,10 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandera.errors import SchemaErrors
 
-from mlops_helpers import data
+from mlops_helpers import data, etl
 from mlops_helpers.validation import (
     LABELS_CONTRACT,
     ContractError,
+    QuarantineThresholdError,
     check_columns,
     check_impressions,
     check_labels,
@@ -34,8 +36,8 @@ PLACEMENT_IDS = list(data.generate_placements(SEED)["placement_id"])
 FIX = "fix the upstream extract or update the contract in mlops_helpers.validation"
 
 
-def impressions(fault: str = "none", n_rows: int = N, seed: int = SEED) -> pd.DataFrame:
-    return data.generate_day(DAY, n_rows, seed, fault).impressions
+def impressions(fault: str = "none", *, seed: int = SEED, n_rows: int = N) -> pd.DataFrame:
+    return data.generate_day(seed, n_rows, DAY, fault).impressions
 
 
 def check(df: pd.DataFrame):
@@ -100,9 +102,75 @@ def test_empty_extract_fails_closed_with_the_fix():
     assert "check that the upstream export ran" in str(err.value)
 
 
+def test_a_blocked_day_says_what_broke_in_fields_its_message_is_made_of():
+    with pytest.raises(ContractError) as err:
+        check(impressions("schema_change"))
+    exc = err.value
+    assert (exc.extract, exc.day, exc.kind) == ("impressions", DAY, "schema changed")
+    assert exc.detail == (
+        "schema changed: missing columns ['page_load_ms'], unexpected columns ['page_load_time_ms']"
+    )
+    assert exc.fix == FIX
+    assert str(exc) == f"impressions {DAY.isoformat()}: {exc.detail}; {FIX}"
+
+
+def test_an_empty_labels_extract_is_a_labels_problem_of_its_own_kind():
+    with pytest.raises(ContractError) as err:
+        check_labels(data.generate_day(SEED, N, DAY).labels.iloc[0:0], DAY)
+    assert (err.value.extract, err.value.kind) == ("labels", "the extract has no rows")
+    assert err.value.detail == "the extract has no rows"
+
+
+def test_labels_that_break_their_contract_are_counted_in_the_detail():
+    labels = data.generate_day(SEED, N, DAY).labels
+    with pytest.raises(ContractError) as err:
+        check_labels(labels.assign(viewable=labels["viewable"] * 2), DAY)
+    assert (err.value.extract, err.value.kind) == ("labels", "contract failures")
+    assert err.value.detail.split(",")[0].endswith("contract failures")
+
+
+def test_the_quarantine_threshold_error_carries_its_counts():
+    placements = data.generate_placements(SEED)
+    raw = data.generate_day(SEED, N, DAY, "out_of_range", placements=placements)
+    with pytest.raises(QuarantineThresholdError) as err:
+        etl.transform_day(raw, placements, max_quarantine_fraction=0.02)
+    exc = err.value
+    assert (exc.extract, exc.day, exc.kind) == ("impressions", DAY, "over the quarantine threshold")
+    assert (exc.rows_in, exc.threshold) == (len(raw.impressions), 0.02)
+    assert exc.fraction == len(exc.quarantine) / len(raw.impressions) > 0.02
+    assert exc.detail == (
+        f"{len(exc.quarantine)} of {exc.rows_in} rows quarantined ({exc.fraction:.1%}), "
+        "over the threshold of 2.0%"
+    )
+
+
+def test_contract_errors_keep_their_fields_through_pickle():
+    """A day checked in a worker process reaches the caller with its fields intact."""
+    with pytest.raises(ContractError) as err:
+        check(impressions("empty_day"))
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert (copy.extract, copy.day, copy.kind, copy.detail, str(copy)) == (
+        err.value.extract,
+        err.value.day,
+        err.value.kind,
+        err.value.detail,
+        str(err.value),
+    )
+    placements = data.generate_placements(SEED)
+    raw = data.generate_day(SEED, N, DAY, "out_of_range", placements=placements)
+    with pytest.raises(QuarantineThresholdError) as over:
+        etl.transform_day(raw, placements, max_quarantine_fraction=0.02)
+    again = pickle.loads(pickle.dumps(over.value))
+    assert (str(again), again.rows_in, len(again.quarantine)) == (
+        str(over.value),
+        over.value.rows_in,
+        len(over.value.quarantine),
+    )
+
+
 def test_check_columns_accepts_the_contract_columns_in_any_order():
     df = impressions()
-    check_columns(df[list(reversed(df.columns))], data.IMPRESSION_COLUMNS, "impressions")
+    check_columns(df[list(reversed(df.columns))], data.IMPRESSION_COLUMNS, "impressions", DAY)
 
 
 # --- row problems: quarantined with a reason ---------------------------------------------
@@ -200,7 +268,7 @@ def messy_days(draw):
     n_rows = draw(st.integers(20, 120))
     seed = draw(st.integers(0, 2**32 - 1))
     fault = draw(st.sampled_from(["none", "duplicates", "nulls", "late_rows", "out_of_range"]))
-    df = data.generate_day(DAY, n_rows, seed, fault).impressions
+    df = data.generate_day(seed, n_rows, DAY, fault).impressions
     df = df.astype({"device": object, "placement_id": object})
     broken: dict[int, set[str]] = {}
     hits = draw(
@@ -346,7 +414,7 @@ def test_sort_order_is_arrows_stable_sort(values, large, chunks):
 
 
 def test_labels_pass_when_clean():
-    labels = data.generate_day(DAY, N, SEED).labels
+    labels = data.generate_day(SEED, N, DAY).labels
     pd.testing.assert_frame_equal(check_labels(labels, DAY), labels)
 
 
@@ -359,7 +427,7 @@ def test_labels_pass_when_clean():
     ids=["not-a-0-or-1", "duplicate-ids"],
 )
 def test_labels_that_break_the_contract_block_the_day(breakage):
-    labels = breakage(data.generate_day(DAY, N, SEED).labels)
+    labels = breakage(data.generate_day(SEED, N, DAY).labels)
     with pytest.raises(ContractError) as err:
         check_labels(labels, DAY)
     message = str(err.value)
@@ -368,7 +436,7 @@ def test_labels_that_break_the_contract_block_the_day(breakage):
 
 
 def test_duplicate_labels_get_pandera_s_own_uniqueness_failure():
-    labels = data.generate_day(DAY, N, SEED).labels
+    labels = data.generate_day(SEED, N, DAY).labels
     with pytest.raises(ContractError) as err:
         check_labels(pd.concat([labels, labels.iloc[:3]], ignore_index=True), DAY)
     assert "6 contract failures" in str(err.value)  # every copy, as pandera reports them
@@ -376,6 +444,6 @@ def test_duplicate_labels_get_pandera_s_own_uniqueness_failure():
 
 
 def test_labels_with_a_missing_column_name_it():
-    labels = data.generate_day(DAY, N, SEED).labels.rename(columns={"viewable": "is_viewable"})
+    labels = data.generate_day(SEED, N, DAY).labels.rename(columns={"viewable": "is_viewable"})
     with pytest.raises(ContractError, match=r"missing columns \['viewable'\]"):
         check_labels(labels, DAY)
