@@ -8,7 +8,7 @@ environment, and waits on it. ``ScoringServer`` does the same two things itself 
 default (``launcher="direct"``): the download in this process, which has MLflow loaded
 already, and the command and environment from MLflow's own
 ``mlflow.pyfunc.scoring_server.get_cmd``. Same server, same answers; it skips the CLI's
-own start-up, about 4 s of imports, and the extra process. Measured in
+own start-up (its imports) and the extra process. Measured in
 ``benchmarks/deploy_latency.py``. ``launcher="mlflow-cli"`` runs the CLI itself; a test
 checks both answer alike.
 

@@ -4,11 +4,11 @@ Offline and quiet: telemetry off, logs at WARNING, no progress bars, explicit
 ``pip_requirements`` (no slow inference), skops serialization for sklearn models.
 mlflow is imported inside the functions, after its environment is set.
 
-A new sqlite store costs about 1.5 s of MLflow's schema migrations. The test suite, which
-makes dozens of fresh workspaces, sets ``MLOPS_WORKBOOK_STORE_TEMPLATE``: the first new
-store is migrated by MLflow as usual and kept there, empty; every later new store starts
-as a copy of it (about 0.05 s). Without that variable (``make run``, notebooks, the CLI)
-nothing changes.
+A new sqlite store runs all of MLflow's schema migrations, which is slow next to copying a
+file. The test suite, which makes dozens of fresh workspaces, sets
+``MLOPS_WORKBOOK_STORE_TEMPLATE``: the first new store is migrated by MLflow as usual and
+kept there, empty; every later new store starts as a copy of it.
+Without that variable (``make run``, notebooks, the CLI) nothing changes.
 """
 
 from __future__ import annotations
@@ -512,8 +512,8 @@ class TrackingServer(LoopbackServer):
 
         Without MLflow's job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`` unless
         set): by default the server also starts a job runner and eight huey consumers for
-        GenAI jobs, each importing MLflow (about 13 s of CPU per start, nine processes more),
-        and the workbook runs no MLflow jobs. Set the variable to ``true`` to have them."""
+        GenAI jobs, nine processes more, each importing MLflow at start, and the workbook
+        runs no MLflow jobs. Set the variable to ``true`` to have them."""
         env = venv_env()
         env.setdefault(JOB_EXECUTION_ENV, "false")
         command = [

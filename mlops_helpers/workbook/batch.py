@@ -10,7 +10,6 @@ items that already completed with the same parameters, so a killed batch resumes
 from __future__ import annotations
 
 import hashlib
-import html
 import itertools
 import json
 import math
@@ -32,7 +31,8 @@ from mlops_helpers.parameters import (
     check_parameter,
     is_name,
 )
-from mlops_helpers.workbook import execute, report, workspace_lock
+from mlops_helpers.storage import atomic_write
+from mlops_helpers.workbook import execute, page, report, workspace_lock
 from mlops_helpers.workbook.processes import HOST
 from mlops_helpers.workbook.specs import (
     SpecError,
@@ -258,10 +258,9 @@ def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -
         item.key, status, time.perf_counter() - start, item.parameters, notebook, page,
         error, attempts,
     )  # fmt: skip
-    if status == "ok":
-        tmp = folder / f".{RESULT}.tmp"
-        tmp.write_text(json.dumps(asdict(result), default=str))
-        tmp.replace(folder / RESULT)
+    if status == "ok":  # the marker a rerun skips the item by: all of it, or none
+        text = json.dumps(asdict(result), default=str)
+        atomic_write(folder / RESULT, lambda tmp: tmp.write_text(text))
     return asdict(result)
 
 
@@ -468,19 +467,14 @@ def write_reports(batch: Batch, results: list[ItemResult]) -> None:
     (out / "results.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
     cells = []
     for row in rows:
-        link = f'<a href="{html.escape(row["report"])}">notebook</a>' if row["report"] else ""
+        executed = page.link(row["report"], "notebook") if row["report"] else ""
         params = ", ".join(f"{k}={v}" for k, v in row.items() if k in results[0].parameters)
         cells.append(
-            f"<tr class={row['status']}><td>{html.escape(params)}</td><td>{row['status']}</td>"
-            f"<td>{row['seconds']}</td><td>{link}</td><td>{html.escape(row['error'])}</td></tr>"
+            page.Row([params, row["status"], row["seconds"], executed, row["error"]], row["status"])
         )
-    (out / "index.html").write_text(
-        "<!doctype html><meta charset=utf-8><title>batch "
-        f"{html.escape(batch.name)}</title><style>body{{font-family:sans-serif}}"
-        "td,th{padding:4px 8px;border-bottom:1px solid #ddd}.failed{background:#fdd}</style>"
-        f"<h1>batch {html.escape(batch.name)}</h1><p>{len(rows)} items, "
-        f"{sum(r['status'] != 'failed' for r in rows)} ok</p><table><tr><th>parameters</th>"
-        "<th>status</th><th>seconds</th><th>executed</th><th>error</th></tr>"
-        + "".join(cells)
-        + "</table>\n"
+    ok = sum(r["status"] != "failed" for r in rows)
+    body = (
+        page.paragraph(f"{len(rows)} items, {ok} ok"),
+        page.table(["parameters", "status", "seconds", "executed", "error"], cells),
     )
+    page.write_page(out / "index.html", page.page(f"batch {batch.name}", *body))

@@ -38,7 +38,7 @@ from mlops_helpers.workbook.processes import HOST, free_port
 
 __all__ = ["mlflow_schema", "sqlite_revision"]  # re-exported: doctor reports what they find
 
-KERNEL = config.KERNEL  # the kernel papermill, nbval and the notebooks name (defined once, in config)
+KERNEL = config.KERNEL  # the kernel papermill, nbval and the notebooks name
 MIN_FREE_GIB = 1.0
 GIB = 1024**3
 # A kernel whose argv[0] is one of these runs the Python that starts Jupyter, not the one

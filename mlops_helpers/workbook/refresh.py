@@ -6,8 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from mlops_helpers.config import apply_mlflow_env, mark_headless
-from mlops_helpers.workbook.execute import KERNEL, KERNEL_ARGS
+from mlops_helpers.config import KERNEL, apply_mlflow_env, mark_headless
+from mlops_helpers.workbook.execute import KERNEL_ARGS
 
 
 def refresh_notebook(path: Path, timeout: int = 600) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlops_helpers.workbook import page
 from mlops_helpers.workbook.execute import NotebookResult
 
 
@@ -33,25 +34,12 @@ def render_html(notebook: Path) -> str:
 
 def write_report(results: list[NotebookResult], run_dir: Path) -> Path:
     """Render each executed notebook to HTML and write ``index.html`` linking them."""
-    import html
-
     rows = []
     for r in results:
-        link = ""
+        name: object = r.notebook
         if r.output is not None and r.output.is_file():
-            page = r.page or render_html(r.output)
-            link = f'<a href="{html.escape(page)}">{html.escape(r.notebook)}</a>'
-        rows.append(
-            f"<tr class={r.status}><td>{link or html.escape(r.notebook)}</td><td>{r.status}</td>"
-            f"<td>{r.seconds:.1f}</td><td>{html.escape(r.error)}</td></tr>"
-        )
-    index = run_dir / "index.html"
-    index.write_text(
-        f"<!doctype html><meta charset=utf-8><title>workbook run {run_dir.name}</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
-        f".failed{{background:#fdd}}</style><h1>workbook run {html.escape(run_dir.name)}</h1>"
-        "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>error</th></tr>"
-        + "".join(rows)
-        + "</table>\n"
-    )
-    return index
+            name = page.link(r.page or render_html(r.output), r.notebook)
+        rows.append(page.Row([name, r.status, f"{r.seconds:.1f}", r.error], r.status))
+    title = f"workbook run {run_dir.name}"
+    table = page.table(["notebook", "status", "seconds", "error"], rows)
+    return page.write_page(run_dir / "index.html", page.page(title, table))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_helpers import data, etl
+from mlops_helpers import data, etl, storage
 
 START = "2024-01-01"
 N = 300
@@ -244,5 +244,5 @@ def test_a_temp_file_whose_pid_now_belongs_to_another_process_is_removed(tmp_pat
     other = tmp_path / f".notes.txt.{pid}-{int(started) - 1}-0a1b2c3d.tmp"
     for path in (mine, reused, other):
         path.write_bytes(b"x")
-    assert etl.remove_dead_temps(tmp_path, "part.parquet") == [reused.name]
+    assert storage.remove_dead_temps(tmp_path, "part.parquet") == [reused.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name])

@@ -1,5 +1,5 @@
-"""The proof of concept of notebook 09: the same faults through the manual and the automated
-path, measured in one run, and a one-page HTML summary of what was measured.
+"""The fault matrix of notebook 09: the same faults through the manual and the automated
+path, measured in one run, and the tables made of what was measured.
 
 The fault matrix is every data fault of :mod:`mlops_helpers.data` plus two model faults.
 Each path turns one fault into a :class:`Record`: caught or missed, by which check, how
@@ -9,11 +9,8 @@ the manual path means what a person would notice without extra checks: an except
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
-import html
-import io
 import math
 import pickle
 import shutil
@@ -40,7 +37,6 @@ FAULT_DESCRIPTIONS = {
 }
 RENAMED = {"scroll_depth": "scroll_depth_pct"}  # the feature script's rename (breaks_in_serving)
 LATENCY_BUDGET_MS = 1000.0  # generous: the smoke test checks behaviour, not a benchmark
-SUMMARY_PAGE = "summary.html"
 MATRIX_FILE = "matrix.csv"
 
 
@@ -144,11 +140,10 @@ def _manual_damage(fault: str, written, clean: pd.DataFrame, faulty: etl.Dataset
 
 
 def _blocked_check(exc: ContractError) -> str:
+    """The check that blocked a day, from the error's fields (never its message)."""
     if isinstance(exc, QuarantineThresholdError):
         return "quarantine threshold: day blocked"
-    what, _, rest = str(exc).partition(": ")
-    problem = rest.split(";")[0].split(":")[0]
-    return f"data contract ({what.split()[0]}): {problem}, day blocked"
+    return f"data contract ({exc.extract}): {exc.kind}, day blocked"
 
 
 def automated_data_fault(setup: Setup, fault: str) -> Record:
@@ -379,7 +374,7 @@ def reproducibility(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("path")
 
 
-# ------------------------------------------------------------------ matrix and summary
+# ----------------------------------------------------------------------- the matrix
 
 
 def matrix(records: list[Record]) -> pd.DataFrame:
@@ -419,159 +414,4 @@ def save_matrix(frame: pd.DataFrame, run_dir: Path) -> Path:
     """Write the matrix (with this run's times) as CSV into the run folder."""
     path = Path(run_dir) / MATRIX_FILE
     frame.to_csv(path, index=False)
-    return path
-
-
-def headline(
-    frame: pd.DataFrame,
-    repro: pd.DataFrame,
-    hand: HandDeployment,
-    deploy_seconds: float,
-    run_seconds: float,
-) -> dict[str, str]:
-    """The page's headline, one sentence per measured fact, automated first."""
-    by_path = frame.groupby("path")
-    caught, total = by_path["caught"].sum(), by_path.size()
-    steps, restored = by_path["manual_steps"].sum(), by_path["restored"].sum()
-
-    def both(values, fmt="{}") -> str:
-        return ", ".join(f"{p} {fmt.format(values[p])}" for p in reversed(PATHS))
-
-    return {
-        "faults caught": both({p: f"{caught[p]} of {total[p]}" for p in PATHS}),
-        "manual steps to recover from every fault": both(steps),
-        "back to exactly the state before the fault": both(
-            {p: f"{restored[p]} of {total[p]}" for p in PATHS}
-        ),
-        "the same model when retrained on the same data": both(
-            {p: "yes" if repro.loc[p, "identical"] else "no" for p in PATHS}
-        ),
-        "deployment lead time": (
-            f"automated {deploy_seconds:.1f} s in one call (gate, serve, smoke test, promote); "
-            f"manual {hand.seconds:.1f} s of computer time over {len(hand.checklist)} steps "
-            "a person performs, with none of those checks"
-        ),
-        "this whole run took": f"{run_seconds:.1f} s",
-    }
-
-
-COLORS = {"manual": "tab:orange", "automated": "tab:blue"}
-
-
-def summary_figure(frame: pd.DataFrame):
-    """Three charts: faults caught per path, seconds to detect and recover per fault (log
-    scale), manual steps per path."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_caught, ax_time, ax_steps) = plt.subplots(
-        1, 3, figsize=(14, 4.6), gridspec_kw={"width_ratios": [1, 2.2, 1]}
-    )
-    caught = frame.groupby("path")["caught"].sum().reindex(PATHS)
-    total = frame.groupby("path").size().reindex(PATHS)
-    bars = ax_caught.bar(PATHS, caught, color=[COLORS[p] for p in PATHS])
-    ax_caught.bar_label(bars, labels=[f"{c} of {t}" for c, t in zip(caught, total, strict=True)])
-    ax_caught.set(ylabel="faults caught", title="Faults caught", ylim=(0, total.max() * 1.15))
-
-    seconds = times(frame)
-    y = np.arange(len(seconds))
-    series = [
-        ("automated detect s", "automated: detect", COLORS["automated"]),
-        ("automated recover s", "automated: recover", "lightskyblue"),
-        ("manual recover s", "manual: recover by hand", COLORS["manual"]),
-    ]
-    height = 0.8 / len(series)
-    for i, (column, label, color) in enumerate(series):
-        values = seconds[column].where(seconds[column] > 0)  # 0 or never: no bar
-        ax_time.barh(y + (i - 1) * height, values, height, color=color, label=label)
-    ax_time.set_yticks(y, seconds.index, fontsize=8)
-    ax_time.invert_yaxis()
-    ax_time.set(xscale="log", xlabel="seconds (log scale)")
-    ax_time.set_title("Time to detect and recover (the manual path detects nothing)")
-    ax_time.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-
-    steps = frame.groupby("path")["manual_steps"].sum().reindex(PATHS)
-    bars = ax_steps.bar(PATHS, steps, color=[COLORS[p] for p in PATHS])
-    ax_steps.bar_label(bars)
-    ax_steps.set(
-        ylabel="manual steps to recover, whole matrix",
-        title="Manual steps",
-        ylim=(0, steps.max() * 1.15),
-    )
-    fig.tight_layout()
-    return fig
-
-
-def figure_png(fig) -> str:
-    """A figure as a base64 PNG, to embed in a page without external files."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 1.5rem auto; color: #222; }
-table { border-collapse: collapse; font-size: 0.85rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; }
-th { background: #f0f0f0; }
-td.caught { background: #e3f4e3; } td.missed { background: #fbe3e0; }
-img { max-width: 100%; }
-"""
-
-
-def summary_html(frame: pd.DataFrame, figure, facts: dict[str, str], title: str) -> str:
-    """The one-page summary: headline facts, the matrix with its times, the charts."""
-    rows = []
-    for r in frame.itertuples(index=False):
-        verdict = "caught" if r.caught else "missed"
-        cells = [
-            r.fault, r.path, verdict, r.check, _seconds(r.detect_s), _seconds(r.recover_s),
-            str(r.manual_steps), "yes" if r.restored else "no", r.outcome,
-        ]  # fmt: skip
-        rows.append(
-            "<tr>"
-            + "".join(
-                f'<td class="{verdict}">{html.escape(c)}</td>'
-                if i == 2
-                else f"<td>{html.escape(c)}</td>"
-                for i, c in enumerate(cells)
-            )
-            + "</tr>"
-        )
-    head = ["fault", "path", "verdict", "caught by", "detect", "recover", "manual steps",
-            "restored", "what happened"]  # fmt: skip
-    facts_html = "".join(
-        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in facts.items()
-    )
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n"
-        "<p>The same faults, injected into the same data, through the manual path (the hand "
-        "steps of notebooks 01 and 02) and the automated path (pipeline, contract, gate, smoke "
-        "test before promotion). Every number on this page was measured in one run.</p>\n"
-        f"<h2>Headline</h2>\n<ul>{facts_html}</ul>\n"
-        "<h2>Per fault</h2>\n<table><thead><tr>"
-        + "".join(f"<th>{h}</th>" for h in head)
-        + "</tr></thead><tbody>\n"
-        + "\n".join(rows)
-        + "\n</tbody></table>\n"
-        "<p>Caught on the manual path means an exception a person would notice. Restored: "
-        "after recovery, production holds exactly what it held without the fault.</p>\n"
-        "<h2>Charts</h2>\n"
-        f"<img alt='faults caught, time to detect and recover, manual steps' "
-        f"src='data:image/png;base64,{figure_png(figure)}'>\n"
-        "</body></html>\n"
-    )
-
-
-def _seconds(value: float) -> str:
-    return "never" if math.isnan(value) else f"{value:.3f} s"
-
-
-def write_summary(
-    run_dir: Path, frame: pd.DataFrame, figure, facts: dict[str, str], title: str
-) -> Path:
-    """Write the summary page into the run folder; return its path."""
-    path = Path(run_dir) / SUMMARY_PAGE
-    path.write_text(summary_html(frame, figure, facts, title), encoding="utf-8")
     return path
