@@ -25,11 +25,9 @@ from urllib.parse import urlsplit
 from mlops_helpers import parameters
 from mlops_helpers.config import HOME_ENV, TRACKING_URI_ENV, workspace_path
 from mlops_helpers.parameters import (
-    NAME_RULE,
     ParameterError,
     check_name,
     check_parameter,
-    is_name,
 )
 from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook import execute, page, report, workspace_lock
@@ -38,10 +36,10 @@ from mlops_helpers.workbook.specs import (
     SpecError,
     at,
     clean,
+    file_name,
     file_text,
     load_spec,
     notebook_beside,
-    spec_name,
     where,
 )
 
@@ -99,18 +97,6 @@ def _key(target: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _grid_name(path: Path, spec: dict) -> str:
-    """The grid's ``name:``, else the file's stem; SpecError if it is not a valid name."""
-    if "name" in spec:
-        return spec_name(path, spec, "grid name", spec["name"])
-    if not is_name(path.stem):
-        raise SpecError(
-            f"{where(path, spec)}: the grid has no `name:` and its file name {path.stem!r} "
-            f"is not {NAME_RULE}; add a `name:` line (or rename the file)"
-        )
-    return path.stem
-
-
 def _axes(path: Path, grid: dict, cli_values: dict[str, str]) -> dict[str, list]:
     """The grid's axes, checked: non-empty lists without repeats, not also set by ``-p``,
     and a product of at most :data:`MAX_ITEMS` items (counted before it is built)."""
@@ -158,7 +144,7 @@ def load_grid(path: Path, cli_values: dict[str, str] | None = None) -> Batch:
     path = Path(path)
     cli_values = cli_values or {}
     spec = load_spec(path, GRID_KEYS)
-    name = _grid_name(path, spec)
+    name = file_name(path, spec, "grid")
     if ("notebook" in spec) == ("pipeline" in spec):
         raise SpecError(f"{where(path, spec)}: name exactly one of `notebook` or `pipeline`")
     fixed = spec.get("parameters") or {}

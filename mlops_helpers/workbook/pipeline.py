@@ -18,13 +18,14 @@ from typing import Any
 
 from mlops_helpers import parameters
 from mlops_helpers.config import workspace_path
-from mlops_helpers.parameters import NAME_RULE, ParameterError, check_name, is_name
+from mlops_helpers.parameters import ParameterError, check_name, is_name
 from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook import execute
 from mlops_helpers.workbook.specs import (
     SpecError,
     at,
     clean,
+    file_name,
     load_spec,
     notebook_beside,
     spec_name,
@@ -103,18 +104,6 @@ def _order(steps: list[dict], path: Path) -> list[dict]:
     return ordered
 
 
-def pipeline_name(path: Path, spec: dict) -> str:
-    """The pipeline's ``name:``, else the file's stem; SpecError if it is not a valid name."""
-    if "name" in spec:
-        return spec_name(path, spec, "pipeline name", spec["name"])
-    if not is_name(path.stem):
-        raise SpecError(
-            f"{where(path, spec)}: the pipeline has no `name:` and its file name "
-            f"{path.stem!r} is not {NAME_RULE}; add a `name:` line (or rename the file)"
-        )
-    return path.stem
-
-
 def _check_steps(raw_steps: list, path: Path) -> set[str]:
     """Each step a mapping with a valid, unique ``name`` and a ``notebook``; the names."""
     seen: set[str] = set()
@@ -147,7 +136,7 @@ def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipel
     declared type) override its parameters, which YAML has already typed."""
     path = Path(path)
     spec = load_spec(path, TOP_KEYS)
-    name = pipeline_name(path, spec)
+    name = file_name(path, spec, "pipeline")
     shared = _mapping(spec.get("parameters"), path, "parameters", spec)
     raw_steps = spec.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:

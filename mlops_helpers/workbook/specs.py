@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from mlops_helpers.errors import WorkbookInputError
-from mlops_helpers.parameters import ParameterError, check_name
+from mlops_helpers.parameters import NAME_RULE, ParameterError, check_name, is_name
 
 LINE = "__line__"
 
@@ -120,6 +120,19 @@ def spec_name(path: Path, node: Any, what: str, value: Any) -> str:
     except ParameterError as exc:
         hint = f"; quote it: '{value}'" if isinstance(value, (int, float)) else ""
         raise SpecError(f"{where(path, node)}: {exc}{hint}") from None
+
+
+def file_name(path: Path, spec: dict, what: str) -> str:
+    """A pipeline's or grid's (``what``) ``name:``, else the file's stem; SpecError if the
+    name is not a valid folder name, saying how to give one."""
+    if "name" in spec:
+        return spec_name(path, spec, f"{what} name", spec["name"])
+    if not is_name(path.stem):
+        raise SpecError(
+            f"{where(path, spec)}: the {what} has no `name:` and its file name "
+            f"{path.stem!r} is not {NAME_RULE}; add a `name:` line (or rename the file)"
+        )
+    return path.stem
 
 
 def file_text(what: str, value: Any) -> str:
