@@ -12,9 +12,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlops_helpers import config
+from mlops_helpers.errors import WorkbookInputError
 
 
 class CheckpointError(AssertionError):
@@ -28,16 +27,80 @@ def checkpoint(ok: bool, message: str, fix: str = "") -> None:
     print(f"✅ Checkpoint: {message}")
 
 
-def exercise(name: str, answer: Any, expected: Any, hint: str) -> bool:
-    """Report an exercise: solved, not attempted (``answer is None``) or wrong, with a hint."""
+_UNSET = object()
+# The answers solution() handed out in this kernel, so a check can tell a revealed
+# worked solution from the learner's own answer.
+_REVEALED: dict[str, Any] = {}
+
+
+def exercise(
+    name: str, answer: Any, expected: Any = _UNSET, hint: str = "", **context: Any
+) -> bool:
+    """Check the learner's ``answer`` to exercise ``name``: solved, not attempted or not yet.
+
+    The cases come from :mod:`mlops_helpers.exercises` (``context`` holds the notebook
+    values a value exercise is checked against); the learner sees which case failed and
+    its hint, never the cases' inputs. An answer of ``None``, or a function that still
+    raises ``NotImplementedError``, is "not attempted". The check never stops the notebook,
+    and it records the outcome in the workspace (``mlops-workbook progress``).
+    ``exercise(name, answer, expected, hint)`` checks against a value given in place.
+    """
+    from mlops_helpers import exercises
+    from mlops_helpers.exercises import progress
+
+    if expected is not _UNSET:
+        build = lambda: exercises.value(expected, hint)  # noqa: E731
+    else:
+        item = exercises.get(name)
+        hint = item.hint
+        build = lambda: item.cases(**context)  # noqa: E731
+    outcome, message = _run_cases(name, answer, build, hint)
+    revealed = name in _REVEALED and _REVEALED[name] is answer
+    if outcome == progress.SOLVED and revealed:
+        outcome = progress.REVEALED
+        message += " with the worked solution; now try your own"
+    print(message)
+    try:
+        progress.record(name, outcome)
+    except (OSError, WorkbookInputError) as exc:  # a record we cannot keep must not stop the lesson
+        print(f"(progress not recorded: {exc})")
+    return outcome in (progress.SOLVED, progress.REVEALED)
+
+
+def _run_cases(name: str, answer: Any, build, hint: str) -> tuple[str, str]:
+    """Build and run every case; the outcome and the line the learner reads."""
+    from mlops_helpers.exercises import progress
+
+    not_attempted = (progress.NOT_ATTEMPTED, f"📝 Exercise {name}: not attempted yet. Hint: {hint}")
     if answer is None:
-        print(f"📝 Exercise {name}: not attempted yet. Hint: {hint}")
-        return False
-    if _matches(answer, expected):
-        print(f"✅ Exercise {name}: solved")
-        return True
-    print(f"❌ Exercise {name}: not yet, got {answer!r}. Hint: {hint}")
-    return False
+        return not_attempted
+    cases = build()
+    for case in cases:
+        try:
+            got = case.call(answer)
+        except NotImplementedError:
+            return not_attempted
+        except Exception as exc:  # the learner's code failed: say how, never stop the lesson
+            return progress.NOT_YET, (
+                f"❌ Exercise {name}: not yet, case '{case.label}' raised "
+                f"{type(exc).__name__}: {_short(str(exc))}. Hint: {case.hint}"
+            )
+        try:
+            ok = bool(case.accept(got))
+        except Exception:  # an answer of the wrong type or shape
+            ok = False
+        if not ok:
+            where = "" if len(cases) == 1 else f" case '{case.label}':"
+            return progress.NOT_YET, (
+                f"❌ Exercise {name}: not yet,{where} got {_short(case.show(got))}. Hint: {case.hint}"
+            )
+    count = f" ({len(cases)} cases passed)" if len(cases) > 1 else ""
+    return progress.SOLVED, f"✅ Exercise {name}: solved{count}"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def solutions_dir() -> Path:
@@ -71,15 +134,16 @@ def solution(name: str, **variables: Any) -> Any:
             f"{config.show_path(matches[0])} has no function exercise_{int(number):02d}_{int(part)} "
             f"for exercise {name}"
         )
-    return function(**variables)
+    answer = function if _is_code(name) else function(**variables)
+    _REVEALED[name] = answer
+    return answer
 
 
-def _matches(answer: Any, expected: Any) -> bool:
-    """``answer == expected``, also for arrays, Series and frames (compared as a whole)."""
+def _is_code(name: str) -> bool:
+    """True for an exercise whose answer is the learner's function (the solution is one too)."""
+    from mlops_helpers import exercises
+
     try:
-        return bool(answer == expected)
-    except (TypeError, ValueError):  # an element-wise result has no single truth value
-        try:
-            return bool(np.array_equal(np.asarray(answer), np.asarray(expected)))
-        except (TypeError, ValueError):
-            return False
+        return exercises.get(name).kind == "code"
+    except LookupError:  # an exercise still checked against a value given in place
+        return False

@@ -125,3 +125,29 @@ def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str
             )
             found.append((pid, shown.strip()))
     return found
+
+
+# ------------------------------------------------------------------------ exercises
+
+
+def check_exercise(name: str, answer, **context) -> tuple[bool, str]:
+    """Run exercise ``name``'s check on ``answer``: (accepted, the line the learner reads).
+
+    Tests of an exercise call this with its worked solution (accepted) and with plausible
+    wrong answers (refused, and the line names the failed case's hint)."""
+    import io
+    from contextlib import redirect_stdout
+
+    from mlops_helpers.checks import exercise
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        accepted = exercise(name, answer, **context)
+    return accepted, out.getvalue()
+
+
+def worked_solution(name: str, **variables):
+    """The worked solution from ``solutions/`` (the function itself for a code exercise)."""
+    from mlops_helpers.checks import solution
+
+    return solution(name, **variables)

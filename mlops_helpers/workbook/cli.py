@@ -312,6 +312,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_progress(args: argparse.Namespace) -> int:
+    """List every exercise and what this learner's runs recorded about it (nothing is sent)."""
+    import json
+
+    from mlops_helpers.config import show_path
+    from mlops_helpers.exercises import progress
+
+    table = progress.rows()
+    if args.json:
+        print(json.dumps(table, indent=1))
+    else:
+        print(f"Exercises, as recorded in {show_path(progress.progress_file())}:\n")
+        print(progress.format_table(table))
+    return 0
+
+
 def _wait_until_interrupted(server) -> int:
     """Block while ``server`` runs; 0 on Ctrl-C or SIGTERM, 1 (with its log) if it dies."""
     try:
@@ -435,6 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="check this tracking URI (default: $MLOPS_TRACKING_URI, else the workspace's sqlite store)",
     )
     doctor.set_defaults(func=cmd_doctor)
+    progress = sub.add_parser(
+        "progress",
+        help="list every exercise and whether you have solved it (from your own runs)",
+        description="Read what the exercise checks of your own notebook runs recorded in the "
+        "workspace (progress/exercises.json) and list every exercise of the workbook: solved "
+        "by you, passed with the worked solution, not yet right, or not attempted. Nothing "
+        "is sent anywhere.",
+    )
+    progress.add_argument("--json", action="store_true", help="print the rows as JSON")
+    progress.set_defaults(func=cmd_progress)
     for command in (run, deploy, serve, pipe, grid):
         command.add_argument(
             "--tracking-uri",
@@ -463,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     # of what the workbook relies on is its message and exit 1; anything else is a bug and
     # keeps its traceback (exit 1).
     try:
-        if args.command not in ("params", "refresh", "doctor"):
+        if args.command not in ("params", "refresh", "doctor", "progress"):
             config.check_workspace()  # creates nothing: a bad MLOPS_WORKBOOK_HOME, at once
         with command_scope():  # the workspace a command claimed is released when it ends
             return args.func(args)
