@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from mlops_helpers import registry, tracking
+from mlops_helpers import registry
+from tests.integration.conftest import pointed_at
 
 pytestmark = pytest.mark.slow
 
@@ -55,37 +56,34 @@ def _stop_left_servers(ws, scoring_servers_in) -> None:
 
 
 def test_a_deploy_killed_at_any_step_leaves_a_verified_champion_and_reruns_to_completion(
-    tmp_path, monkeypatch, scoring_servers_in
+    tmp_path, store, good_run, make_champion, scoring_servers_in
 ):
+    # The champion and the candidate are the session's good model registered twice (the
+    # gate passes: no loss); the commands run in a workspace of their own on the same store.
     ws = tmp_path / "ws"
-    first = subprocess.run(
-        [*CLI, "deploy", "--train", *ROWS], capture_output=True, text=True, env=_env(ws)
-    )
-    assert first.returncode == 0, first.stdout + first.stderr
-    monkeypatch.setenv("MLOPS_WORKBOOK_HOME", str(ws))
-    tracking.configure_tracking(experiment="cli")
-    name = "viewability"
-    old = registry.current_version(name, registry.CHAMPION)
-    run_id = registry.client().get_model_version(name, old).run_id
-    new = registry.register(run_id, name)
-    command = ["deploy", "--version", new, *ROWS]
+    name, old = make_champion(good_run, "killed-deploy")
+    with pointed_at(store):
+        new = registry.register(good_run, name)
+    command = ["deploy", "--model", name, "--version", new, *ROWS, "--tracking-uri", store.uri]
 
     seen = []
     for step in STEPS:
         seen.append(_kill_at(ws, command, step)[-1].strip())
         _stop_left_servers(ws, scoring_servers_in)
-        champion = registry.current_version(name, registry.CHAMPION)
-        assert champion == old or (champion == new and registry.verified(name, new)), (
-            step,
-            champion,
-        )
-        if champion == old:
-            assert registry.current_version(name, registry.CHALLENGER) == new, step
+        with pointed_at(store):
+            champion = registry.current_version(name, registry.CHAMPION)
+            assert champion == old or (champion == new and registry.verified(name, new)), (
+                step,
+                champion,
+            )
+            if champion == old:
+                assert registry.current_version(name, registry.CHALLENGER) == new, step
 
     again = subprocess.run([*CLI, *command], capture_output=True, text=True, env=_env(ws))
     _stop_left_servers(ws, scoring_servers_in)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"DEPLOYED: version {new} is champion" in again.stdout
-    assert registry.current_version(name, registry.CHAMPION) == new
-    assert registry.current_version(name, registry.CHALLENGER) is None
-    assert registry.verified(name, new), seen
+    with pointed_at(store):
+        assert registry.current_version(name, registry.CHAMPION) == new
+        assert registry.current_version(name, registry.CHALLENGER) is None
+        assert registry.verified(name, new), seen
