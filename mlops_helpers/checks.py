@@ -134,7 +134,9 @@ def solution(name: str, **variables: Any) -> Any:
             f"{config.show_path(matches[0])} has no function exercise_{int(number):02d}_{int(part)} "
             f"for exercise {name}"
         )
-    answer = function if _is_code(name) else function(**variables)
+    # A code exercise's solution is the learner's function itself (or the text they write,
+    # such as a YAML step); a value exercise's works the value out from the notebook's.
+    answer = function if _is_code(name) or not callable(function) else function(**variables)
     _REVEALED[name] = answer
     return answer
 

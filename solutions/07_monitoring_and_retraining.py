@@ -21,3 +21,18 @@ def exercise_07_1(daily: pd.DataFrame, candidates: tuple[float, ...]) -> float:
         if monitoring.retrain_trigger(flagged).retrain:
             return threshold
     return 0.0
+
+
+def exercise_07_2(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
+    """PSI on the reference's quantile bins: the outer edges open, so the current day's
+    values outside the reference's range still land in a bin; shares clipped at EPS, so an
+    empty bin costs a large but finite amount instead of infinity."""
+    import numpy as np
+
+    ref = reference.dropna().to_numpy(dtype=float)
+    cur = current.dropna().to_numpy(dtype=float)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    e = np.clip(np.histogram(ref, edges)[0] / len(ref), monitoring.EPS, None)
+    a = np.clip(np.histogram(cur, edges)[0] / len(cur), monitoring.EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))

@@ -51,3 +51,31 @@ def exercise_08_2(changes: dict, rows, features: tuple[str, ...]) -> set[str]:
         for letter, change in changes.items()
         if change(rows).loc[rows.index, list(features)].equals(model_view)
     }
+
+
+def exercise_08_3(add_features) -> None:
+    """A test of what add_features promises, on rows written by hand: nulls filled with the
+    day's median, the hour from the event time, the rows in the order they came, exactly the
+    output columns."""
+    import pandas as pd
+
+    from mlops_helpers.etl import OUTPUT_COLUMNS
+
+    rows = pd.DataFrame(
+        {
+            "impression_id": ["c", "a", "b"],
+            "ts": pd.to_datetime(["2026-01-05 13:10", "2026-01-05 09:00", "2026-01-05 22:59"]),
+            "page_load_ms": [100.0, None, 300.0],
+            "viewable": [1, 0, 1],
+            **{
+                c: [0, 0, 0]
+                for c in OUTPUT_COLUMNS
+                if c not in ("impression_id", "ts", "page_load_ms", "viewable", "hour")
+            },
+        }
+    )
+    out = add_features(rows)
+    assert list(out.columns) == list(OUTPUT_COLUMNS)
+    assert list(out["impression_id"]) == ["c", "a", "b"], "rows keep their order"
+    assert list(out["page_load_ms"]) == [100.0, 200.0, 300.0], "a null becomes the median"
+    assert list(out["hour"]) == [13, 9, 22]

@@ -28,3 +28,21 @@ def exercise_09_2(verdicts: pd.DataFrame) -> tuple[int, int]:
     table of section 6 has both counts in its 'steps' columns; add each column up.
     """
     return int(verdicts["manual steps"].sum()), int(verdicts["automated steps"].sum())
+
+
+def exercise_09_3(
+    build_hours: float,
+    upkeep_hours_per_month: float,
+    faults_per_month: float,
+    manual_hours_per_fault: float,
+    automated_hours_per_fault: float,
+) -> float:
+    """Months until the hours saved pay back the hours spent building the automation; it
+    never pays (math.inf) when what it saves each month does not exceed its upkeep."""
+    import math
+
+    saved = faults_per_month * (manual_hours_per_fault - automated_hours_per_fault)
+    saved -= upkeep_hours_per_month
+    if saved <= 0:
+        return math.inf
+    return build_hours / saved

@@ -13,6 +13,7 @@ lists every exercise and what this learner's own runs recorded (:mod:`.progress`
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,25 @@ def value_exercise(name: str, task: str, hint: str, expected: Callable[..., Any]
     """An exercise whose answer is a value; ``expected(**context)`` works out the right one
     from the notebook values the check is given, here rather than in the notebook's cell."""
     return Exercise(name, task, "value", lambda **context: value(expected(**context), hint), hint)
+
+
+def fresh_table(seed: int, n_rows: int, start_day: str, n_days: int = 1) -> pd.DataFrame:
+    """A clean training table built in memory (generator, then the automated ETL's
+    transform), for cases: seeds the notebooks never use give rows no notebook has shown."""
+    return _table(seed, n_rows, start_day, n_days).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _table(seed: int, n_rows: int, start_day: str, n_days: int) -> pd.DataFrame:
+    from mlops_helpers import data, etl
+
+    placements = data.generate_placements(seed)
+    days = data.day_range(start_day, n_days)
+    parts = [
+        etl.transform_day(data.generate_day(seed, n_rows, d, placements=placements), placements)
+        for d in days
+    ]
+    return pd.concat([p.table for p in parts], ignore_index=True)
 
 
 def matches(answer: Any, expected: Any) -> bool:

@@ -30,7 +30,7 @@ def test_other_parameters_measure_the_claims_and_write_the_page(run_notebook):
         show_solutions=True,
     )  # fmt: skip
     assert stderr_text(nb) == ""
-    assert exercises_solved(nb) == exercise_names(nb) == {"09.1", "09.2"}
+    assert exercises_solved(nb) == exercise_names(nb) == {"09.1", "09.2", "09.3"}
     committed = nbformat.read(COMMITTED, as_version=4)
     assert checkpoints_passed(nb) == checkpoints_passed(committed) >= 10
     assert str(run_notebook.workspace) not in output_text(nb)
