@@ -3,10 +3,11 @@
 import pandas as pd
 
 
-def exercise_01_1(output_csv) -> int:
-    """Rows whose impression_id an earlier row already has: all rows minus the distinct ids."""
-    written = pd.read_csv(output_csv)
-    return len(written) - written["impression_id"].nunique()
+def exercise_01_1(extract: pd.DataFrame, day: str) -> pd.DataFrame:
+    """The rows whose event time is not on ``day``: the check a careful engineer adds to the
+    hand ETL. ``ts`` is text when read from a CSV, so parse it first; compare calendar days,
+    so a row from just before midnight and one from just after are both caught."""
+    return extract[pd.to_datetime(extract["ts"]).dt.normalize() != pd.Timestamp(day)]
 
 
 def exercise_01_2(steps: pd.DataFrame) -> int:

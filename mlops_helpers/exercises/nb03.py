@@ -108,6 +108,6 @@ EXERCISES = [
         task="write a contract rule for page load times sent in seconds",
         kind="code",
         cases=_seconds_cases,
-        hint="return extract['page_load_ms'] < 60 as a boolean Series; a missing value is not flagged",
+        hint="flag the values no page load in milliseconds could have; leave missing values alone",
     ),
 ]

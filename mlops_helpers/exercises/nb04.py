@@ -87,6 +87,6 @@ EXERCISES = [
                 "with nothing before the test day, train is empty (and not an error)",
             ),
         ],
-        hint="compare table['ts'].dt.normalize() with pd.Timestamp(test_day): < for train, == for test",
+        hint="compare calendar days, not timestamps; days after the test day go nowhere",
     ),
 ]

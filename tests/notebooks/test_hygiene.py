@@ -56,10 +56,14 @@ def test_every_exercise_has_a_worked_solution_and_a_switch_to_reveal_it(notebook
     assert "show_solutions: bool = False" in params.source
     solutions = ROOT / "solutions" / f"{notebook.stem}.py"
     assert solutions.is_file(), f"missing {solutions.relative_to(ROOT)}"
-    defined = {
-        node.name
+    defined = {  # a function, or text (a YAML step) assigned to the name
+        name
         for node in ast.parse(solutions.read_text()).body
-        if isinstance(node, ast.FunctionDef)
+        for name in (
+            [node.name]
+            if isinstance(node, ast.FunctionDef)
+            else [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        )
     }
     wanted = {"exercise_" + n.replace(".", "_") for n in names}
     assert wanted <= defined, f"{solutions.name} lacks {sorted(wanted - defined)}"

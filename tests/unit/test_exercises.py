@@ -27,13 +27,41 @@ def refused(name, answer, case_words: str) -> str:
     return text
 
 
-@pytest.mark.parametrize("name", ["02.2", "03.3", "04.2", "05.2", "06.2", "07.2", "08.3", "09.3"])
+@pytest.mark.parametrize(
+    "name", ["01.1", "02.2", "03.3", "04.2", "05.2", "06.2", "07.2", "08.3", "09.3"]
+)
 def test_the_worked_solution_passes_and_the_placeholder_is_not_attempted(name):
     accepted, text = check_exercise(name, worked_solution(name))
     assert accepted and text.startswith(f"✅ Exercise {name}: solved ("), text
     untouched = None if name == "06.2" else placeholder
     accepted, text = check_exercise(name, untouched)
     assert not accepted and text.startswith(f"📝 Exercise {name}: not attempted yet"), text
+
+
+# 01.1 late_rows(extract, day) -----------------------------------------------------------
+
+
+def test_01_1_comparing_text_with_the_day_misses_the_rows_of_the_next_day():
+    refused("01.1", lambda e, day: e[e["ts"].astype(str) < day], "the edges of the day")
+
+
+def test_01_1_slicing_the_text_breaks_on_real_timestamps():
+    text = refused("01.1", lambda e, day: e[e["ts"].str[:10] != day], "real timestamps")
+    assert "raised AttributeError" in text
+
+
+def test_01_1_a_count_instead_of_the_rows_is_refused():
+    def count(e, day):
+        return int((pd.to_datetime(e["ts"]).dt.normalize() != pd.Timestamp(day)).sum())
+
+    refused("01.1", count, "got int")
+
+
+def test_01_1_only_the_day_before_misses_the_row_after_midnight():
+    def before(e, day):
+        return e[pd.to_datetime(e["ts"]) < pd.Timestamp(day)]
+
+    refused("01.1", before, "the edges of the day")
 
 
 # 02.2 fit_to_ship(model, rows) ----------------------------------------------------------
