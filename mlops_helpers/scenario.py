@@ -18,8 +18,8 @@ FAULT_DESCRIPTIONS = {
     "duplicates": "5% of impressions delivered twice",
     "nulls": "5% of impressions lack a required placement_id or device",
     "out_of_range": "5% of scroll_depth values sent in percent (0-100) instead of a fraction",
-    "late_rows": "5% of rows belong to the previous day",
-    "empty_day": "the day's impressions extract is empty",
+    "late_rows": "5% of rows carry the previous day's timestamp",
+    "empty_day": "the day's extracts are empty (impressions and labels)",
     "unknown_category": "5% of impressions name a device or placement the reference lacks",
 }
 FAULT_FRACTION = 0.05

@@ -72,9 +72,9 @@ CURRICULUM = {
     ),
     "08_testing_in_ci": Chapter(
         "Testing in CI",
-        "2",
+        "1-2",
         25,
-        "how the workbook tests itself: nbval, papermill, data and behavioural model tests, CI",
+        "how the workbook tests itself: nbval, papermill, data and behavioural model tests, CI (level 2's CD is not here)",
     ),
     "09_proof_of_concept": Chapter(
         "Proof of concept",
