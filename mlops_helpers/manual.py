@@ -68,6 +68,20 @@ FAULT_DAMAGE = {
 }
 
 
+# The steps of notebook 02's weekly deployment, in the order a person performs them; 02
+# checks its checklist against this, so 05 and 09 can count them without rerunning 02.
+DEPLOYMENT_CHECKLIST = (
+    "get the training table",
+    "sample and split the rows (no seed)",
+    "fit the model",
+    "check the held-out AUC by eye",
+    "pickle the model into production",
+    "start the hand-written server",
+    "query the server by hand",
+    "stop the server",
+)
+
+
 def tick(checklist: list[dict], day: str, step: str, table: pd.DataFrame) -> None:
     """Record one manual step and the rows it left."""
     checklist.append({"day": day, "step": step, "rows": len(table)})

@@ -24,8 +24,9 @@ def _edges() -> pd.DataFrame:
         "2026-06-10 00:00:00",
         "2026-06-10 23:59:59",
         "2026-06-11 00:00:00",
+        "2026-05-10 12:00:00",  # the same day of another month
     ]
-    return pd.DataFrame({"impression_id": list("wxyz"), "ts": stamps}, index=[7, 3, 9, 1])
+    return pd.DataFrame({"impression_id": list("vwxyz"), "ts": stamps}, index=[7, 3, 9, 1, 5])
 
 
 def _late(frame: pd.DataFrame) -> set:
@@ -44,6 +45,10 @@ def _case(label: str, frame: pd.DataFrame, hint: str) -> Case:
 
     def show(got) -> str:
         if isinstance(got, pd.DataFrame):
+            if len(got) == len(want) and set(got.index) != want:
+                return f"{len(got)} rows, but not the extract's own rows: keep its index"
+            if set(got.index) == want:
+                return f"the right rows, but columns {list(got.columns)[:4]}...: keep them all"
             return f"{len(got)} rows (the right answer has {len(want)})"
         return f"{type(got).__name__} {str(got)[:40]!r}"
 
@@ -74,7 +79,8 @@ EXERCISES = [
             _case(
                 "rows on the edges of the day",
                 _edges(),
-                "a row at 00:00 of the next day is late too: compare the whole date, both ways",
+                "a row at 00:00 of the next day is late too, and one of another month: compare the "
+                "whole date, both ways",
             ),
             _case(
                 "an empty extract",

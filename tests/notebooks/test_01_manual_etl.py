@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import nbformat
 import pandas as pd
 import pytest
-from nbtools import exercise_names, exercises_solved, stderr_text
+from nbtools import checkpoints_passed, exercise_names, exercises_solved, stderr_text
 
 from mlops_helpers import data, etl
+from mlops_helpers.workbook import curriculum
 
 SMALL = {"seed": 5, "n_rows": 600, "start_day": "2026-03-01", "n_days": 2}
 
@@ -53,6 +55,9 @@ def test_another_seed_and_a_larger_size(run_notebook):
     nb = run_notebook("01", seed=9, n_rows=20_000, fault="none", show_solutions=True)
     assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
     assert stderr_text(nb) == ""
+    committed = nbformat.read(curriculum.find_notebook("01"), as_version=4)
+    # the mean-versus-median and late-rows claims hold on another seed and size too
+    assert checkpoints_passed(nb) == checkpoints_passed(committed) > 0
     ds = etl.dataset(9, 20_000, "2026-01-05", 3, "none")
     written = pd.read_csv(run_notebook.workspace / "manual_etl" / ds.root.name / "viewability.csv")
     assert len(written) > 3 * 19_000
