@@ -27,15 +27,12 @@ def checkpoint(ok: bool, message: str, fix: str = "") -> None:
     print(f"✅ Checkpoint: {message}")
 
 
-_UNSET = object()
 # The answers solution() handed out in this kernel, so a check can tell a revealed
 # worked solution from the learner's own answer.
 _REVEALED: dict[str, Any] = {}
 
 
-def exercise(
-    name: str, answer: Any, expected: Any = _UNSET, hint: str = "", **context: Any
-) -> bool:
+def exercise(name: str, answer: Any, **context: Any) -> bool:
     """Check the learner's ``answer`` to exercise ``name``: solved, not attempted or not yet.
 
     The cases come from :mod:`mlops_helpers.exercises` (``context`` holds the notebook
@@ -43,18 +40,12 @@ def exercise(
     its hint, never the cases' inputs. An answer of ``None``, or a function that still
     raises ``NotImplementedError``, is "not attempted". The check never stops the notebook,
     and it records the outcome in the workspace (``mlops-workbook progress``).
-    ``exercise(name, answer, expected, hint)`` checks against a value given in place.
     """
     from mlops_helpers import exercises
     from mlops_helpers.exercises import progress
 
-    if expected is not _UNSET:
-        build = lambda: exercises.value(expected, hint)  # noqa: E731
-    else:
-        item = exercises.get(name)
-        hint = item.hint
-        build = lambda: item.cases(**context)  # noqa: E731
-    outcome, message = _run_cases(name, answer, build, hint)
+    item = exercises.get(name)
+    outcome, message = _run_cases(name, answer, lambda: item.cases(**context), item.hint)
     revealed = name in _REVEALED and _REVEALED[name] is answer
     if outcome == progress.SOLVED and revealed:
         outcome = progress.REVEALED
@@ -147,5 +138,5 @@ def _is_code(name: str) -> bool:
 
     try:
         return exercises.get(name).kind == "code"
-    except LookupError:  # an exercise still checked against a value given in place
+    except LookupError:  # not registered: solution() still hands out its value
         return False

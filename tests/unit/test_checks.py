@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_helpers import checks
+from mlops_helpers import checks, exercises
 from mlops_helpers.checks import CheckpointError, checkpoint, exercise
 
 
@@ -41,22 +41,35 @@ def test_checkpoint_accepts_numpy_booleans(capsys):
         checkpoint(np.bool_(False), "numpy says no")
 
 
+@pytest.fixture(autouse=True)
+def value_exercises(monkeypatch):
+    """Two value exercises in the catalogue, checked against the ``expected`` they are given."""
+    made = {
+        "3a": exercises.value_exercise(
+            "3a", "count", "count the quarantined rows", expected=lambda expected: expected
+        ),
+        "4b": exercises.value_exercise("4b", "list", "a hint", expected=lambda expected: expected),
+    }
+    real_get = exercises.get
+    monkeypatch.setattr(exercises, "get", lambda name: made.get(name) or real_get(name))
+
+
 def test_exercise_not_attempted(capsys):
-    assert exercise("3a", None, 42, "count the quarantined rows") is False
+    assert exercise("3a", None, expected=42) is False
     out = capsys.readouterr().out
     assert "Exercise 3a: not attempted yet" in out
     assert "Hint: count the quarantined rows" in out
 
 
 def test_exercise_solved(capsys):
-    assert exercise("3a", 42, 42, "count the quarantined rows") is True
+    assert exercise("3a", 42, expected=42) is True
     out = capsys.readouterr().out
     assert "Exercise 3a: solved" in out
     assert "Hint" not in out
 
 
 def test_exercise_wrong_answer_shows_it_and_the_hint(capsys):
-    assert exercise("3a", 41, 42, "count the quarantined rows") is False
+    assert exercise("3a", 41, expected=42) is False
     out = capsys.readouterr().out
     assert "Exercise 3a: not yet, got 41" in out
     assert "Hint: count the quarantined rows" in out
@@ -77,7 +90,7 @@ def test_exercise_wrong_answer_shows_it_and_the_hint(capsys):
     ids=["ndarray", "series", "dataframe", "str", "float", "list", "dict"],
 )
 def test_exercise_never_raises_whatever_the_answer(answer, capsys):
-    assert exercise("4b", answer, [1, 2, 3], "a hint") in (True, False)
+    assert exercise("4b", answer, expected=[1, 2, 3]) in (True, False)
     assert "Exercise 4b" in capsys.readouterr().out
 
 
@@ -87,12 +100,12 @@ def test_exercise_never_raises_whatever_the_answer(answer, capsys):
     ids=["ndarray", "series", "list"],
 )
 def test_an_array_like_answer_with_the_right_values_is_solved(answer, capsys):
-    assert exercise("4b", answer, [1, 2, 3], "a hint") is True
+    assert exercise("4b", answer, expected=[1, 2, 3]) is True
     assert "Exercise 4b: solved" in capsys.readouterr().out
 
 
 def test_an_array_like_answer_with_wrong_values_is_not_yet(capsys):
-    assert exercise("4b", np.array([1, 2, 4]), [1, 2, 3], "a hint") is False
+    assert exercise("4b", np.array([1, 2, 4]), expected=[1, 2, 3]) is False
     assert "Exercise 4b: not yet" in capsys.readouterr().out
 
 
