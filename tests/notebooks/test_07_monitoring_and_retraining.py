@@ -50,7 +50,7 @@ def test_drift_triggers_a_retraining_that_goes_live_only_through_the_gate(run_no
     assert "scenario A: no feature drifted" in text and "-> retrain: False" in text
     assert "nothing retrained: no feature drifted" in text
     assert "scenario B: drift in scroll_depth" in text and "-> retrain: True" in text
-    assert "run: mlops-workbook pipeline pipelines/daily.yaml -p seed 7" in text
+    assert "-> retrain on the published days" in text and "-> nothing to run" in text
 
     champion, versions = _registry_state()
     # version 1 is the first model; the drift scenario retrained exactly once: version 2
