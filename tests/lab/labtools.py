@@ -258,6 +258,18 @@ class LabRun:
     saved: nbformat.NotebookNode | None = None  # the notebook as JupyterLab saved it
     seconds: float = 0.0  # from Run All to the last cell's end
     problems: list[str] = field(default_factory=list)  # of the run itself: timeout, leftovers
+    listening: int = 0  # TCP ports the kernel and its children listen on after Run All
+    reruns_started: float = 0.0  # time.time() when the first re-run began
+    reruns: list[Rerun] = field(default_factory=list)  # cells run again after Run All
+
+
+@dataclass
+class Rerun:
+    """One cell a learner runs again after Run All, and what followed."""
+
+    first_line: str  # how the test names the cell: the start of its first line
+    cell: dict  # CELLS_JS's view of it after the re-run (None: not found or timed out)
+    listening: int  # TCP ports the kernel and its children listen on afterwards
 
 
 def click_menu(page, menu: str, item: str) -> None:
@@ -273,8 +285,42 @@ def cell_label(index: int, cell: dict) -> str:
     return f"cell {index} ({prompt}: `{cell['source'][:60]}`)"
 
 
-def run_in_lab(page, lab: JupyterLab, notebook: str, screenshot: Path) -> LabRun:
-    """Open ``notebook``, clear its outputs, Run All, wait for the end, save it, take a
+def listening(lab: JupyterLab) -> int:
+    """How many TCP ports the server's kernels and everything they started listen on."""
+    count = 0
+    for proc in lab.processes():
+        with contextlib.suppress(psutil.Error):
+            count += sum(c.status == psutil.CONN_LISTEN for c in proc.net_connections("tcp"))
+    return count
+
+
+def rerun_cell(page, lab: JupyterLab, first_line: str) -> Rerun:
+    """Run the code cell whose first line starts with ``first_line`` once more, as a learner
+    does: click into it, Ctrl+Enter (run, stay on the cell); wait until it has a new number."""
+    cells = page.evaluate(CELLS_JS, PANEL)
+    found = [i for i, c in enumerate(cells) if c["code"] and c["source"].startswith(first_line)]
+    if len(found) != 1:
+        return Rerun(first_line, None, listening(lab))
+    index, before = found[0], cells[found[0]]["prompt"]
+    page.locator(f"{PANEL} .jp-Cell").nth(index).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+    deadline = time.monotonic() + RUN_TIMEOUT
+    cell = None
+    while time.monotonic() < deadline:
+        now = page.evaluate(CELLS_JS, PANEL)[index]
+        if NUMBERED.match(now["prompt"]) and now["prompt"] != before:
+            cell = now
+            break
+        time.sleep(0.25)
+    page.keyboard.press("Escape")
+    return Rerun(first_line, cell, listening(lab))
+
+
+def run_in_lab(
+    page, lab: JupyterLab, notebook: str, screenshot: Path, reruns: tuple[str, ...] = ()
+) -> LabRun:
+    """Open ``notebook``, clear its outputs, Run All, wait for the end, save it, run the
+    cells named in ``reruns`` again one by one (by the start of their first line), take a
     screenshot, shut its kernel down and close it. The kernel is shut down whatever
     happened, and nothing it started may live on."""
     run = LabRun(notebook)
@@ -299,6 +345,8 @@ def run_in_lab(page, lab: JupyterLab, notebook: str, screenshot: Path) -> LabRun
         else:
             _wait_kernel_idle(page)
             run.saved = _save(page, lab.root / notebook)
+            run.listening, run.reruns_started = listening(lab), time.time()
+            run.reruns = [rerun_cell(page, lab, first) for first in reruns]
     finally:
         try:
             _screenshot(page, screenshot)
