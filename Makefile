@@ -2,12 +2,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+# The newest Python pyproject admits (3.13, 3.12, 3.11: PATH first, then pyenv);
+# PYTHON=/path/to/python3.X overrides it. VENV=.venv-3.12 keeps a second environment.
+PYTHON ?= $(shell bash tools/find_python.sh)
+PY_VERSION := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --excludes requirements/excludes.txt
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-python$(PY_VERSION)
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/notebooks/sanitize.cfg
 
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -21,14 +24,15 @@ help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): requirements/test.lock requirements/excludes.txt pyproject.toml
-	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PY_VERSION)" || { echo "error: no Python 3.11, 3.12 or 3.13 found (tools/find_python.sh looked on PATH and in pyenv); install one or pass PYTHON=/path/to/python3.13"; exit 1; }
+	@echo "creating $(VENV) with Python $(PY_VERSION): $(PYTHON)"
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(UV) -r requirements/test.lock
 	$(UV) --no-deps -e .
 	@touch $@
 
-install: $(STAMP) ## create .venv and install the locked dependencies and the package (idempotent)
+install: $(STAMP) ## create .venv with the newest Python 3.11-3.13 found (PYTHON= overrides), install the lock and the package (idempotent)
 
 doctor: install ## check the set-up: Python, locked versions, kernel, workspace, tracking store, a free port
 	$(BIN)/mlops-workbook doctor
@@ -65,6 +69,8 @@ format: install ## ruff fix and format
 notebooks: install ## re-execute the committed notebooks in place (stored outputs nbval compares)
 	$(BIN)/mlops-workbook refresh $(NB)
 
+# One lock for Python 3.11 to 3.13: resolved for the oldest, so every pin has wheels for all
+# three (numpy 2.5 and scipy 1.18 need 3.12 and are not taken) and nbval's outputs are the same.
 lock: install ## re-resolve requirements/test.lock from pyproject.toml (needs the network)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header --quiet --excludes requirements/excludes.txt -o requirements/test.lock
 
@@ -78,5 +84,5 @@ clean-workspace: ## delete the workspace (generated data, mlflow.db, artifacts, 
 	rm -rf workspace
 
 clean: clean-workspace ## delete the workspace, .venv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -30,6 +30,11 @@ from mlops_helpers.workbook.warmstart import caller, common
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not warmstart.supported(), reason="warm starts need Linux pidfds"),
+    # Python 3.12+ warns on forking a multi-threaded process; the impostor test's child
+    # (pytest-xdist's threads in the parent) only binds a socket and leaves by os._exit.
+    pytest.mark.filterwarnings(
+        "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+    ),
 ]
 
 TAG_ENV = "WARMSTART_TEST_TAG"

@@ -22,7 +22,12 @@ from mlops_helpers import data, etl, storage
 START = "2024-01-01"
 N = 300
 SEED = 21
-FORK = multiprocessing.get_context("fork")
+FORK = multiprocessing.get_context("fork")  # the child must share this test's patches
+# Python 3.12+ warns that forking a multi-threaded process may deadlock the child. The
+# threads are pytest-xdist's; the child only runs its body on files and leaves by os._exit.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
 DAY_FILES = ("part.parquet", "quarantine.parquet")  # what a day publishes besides its manifest
 
 

@@ -58,8 +58,7 @@ def test_environment_yml_installs_the_lock_and_the_package_on_the_same_python():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     deps = env["dependencies"]
     python = [d for d in deps if isinstance(d, str) and d.startswith("python")]
-    assert python == ["python=3.11"]
-    assert PYPROJECT["requires-python"] == ">=3.11,<3.12"
+    assert python == [f"python{PYPROJECT['requires-python']}"] == ["python>=3.11,<3.14"]
     pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
     assert "-r requirements/test.lock" in pip and "-e ." in pip
     assert (ROOT / "requirements/test.lock").is_file()
@@ -80,14 +79,27 @@ def test_readme_ci_and_workflow_use_make_test():
     assert ".ci/run" in (ROOT / ".github/workflows/ci.yml").read_text()
 
 
+def test_ci_runs_every_python_pyproject_admits_and_no_other():
+    from packaging.specifiers import SpecifierSet
+
+    admitted = SpecifierSet(PYPROJECT["requires-python"])
+    workflow = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
+    matrix = workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"]
+    assert matrix == ["3.11", "3.12", "3.13"]
+    assert all(admitted.contains(f"{v}.0") for v in matrix)
+    assert not admitted.contains("3.10.0") and not admitted.contains("3.14.0")
+    minors = re.search(r"^MINORS=\((.*)\)", (ROOT / "tools/find_python.sh").read_text(), re.M)
+    assert sorted(f"3.{m}" for m in minors.group(1).split()) == matrix, "tools/find_python.sh"
+
+
 def test_generated_state_is_git_ignored():
     ignored = subprocess.run(
-        ["git", "check-ignore", "workspace/x", "mlflow.db", ".venv/x", "mlruns/x"],
+        ["git", "check-ignore", "workspace/x", "mlflow.db", ".venv/x", ".venv-3.12/x", "mlruns/x"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     ).stdout.split()
-    assert ignored == ["workspace/x", "mlflow.db", ".venv/x", "mlruns/x"]
+    assert ignored == ["workspace/x", "mlflow.db", ".venv/x", ".venv-3.12/x", "mlruns/x"]
 
 
 def test_readme_notebook_table_matches_the_curriculum():
@@ -124,3 +136,14 @@ def test_loading_nbformat_does_not_build_the_rfc3987_grammar():
     probe = "import sys, nbformat; print('rfc3987_syntax' in sys.modules)"
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert shown.stdout.strip() == "False", shown.stderr
+
+
+def test_every_sub_package_is_in_the_distribution():
+    """A sub-package missing from setuptools' list works in the editable install and is
+    absent from a wheel: every folder of mlops_helpers with an __init__.py is listed."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "mlops_helpers").rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == found

@@ -23,7 +23,12 @@ import pytest
 from mlops_helpers import data, storage, tracking
 from mlops_helpers.workbook import pipeline
 
-FORK = multiprocessing.get_context("fork")
+FORK = multiprocessing.get_context("fork")  # the child must share this test's patches
+# Python 3.12+ warns that forking a multi-threaded process may deadlock the child. The
+# threads are pytest-xdist's; the child only runs its body on files and leaves by os._exit.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
 
 
 def in_child(body: Callable[[], None]) -> multiprocessing.Process:
