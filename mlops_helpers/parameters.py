@@ -83,6 +83,15 @@ RULES: dict[str, Rule] = {
     "run_deploy": Rule(bool, "True or False"),
     "show_solutions": Rule(bool, "True or False"),
     "run_name": Rule(str, NAME_RULE, lambda v: is_name(v)),
+    "hours_per_manual_recovery": Rule(
+        float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000
+    ),
+    "hours_per_automated_recovery": Rule(
+        float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000
+    ),
+    "faults_per_month": Rule(float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000),
+    "hours_to_build": Rule(float, "a float from 0.0 to 100000.0", lambda v: 0 <= v <= 100_000),
+    "upkeep_hours_per_month": Rule(float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000),
 }
 
 

@@ -21,11 +21,16 @@ def exercise_09_1(frame: pd.DataFrame) -> set[str]:
 def exercise_09_2(verdicts: pd.DataFrame) -> tuple[int, int]:
     """Manual steps to recover from every fault of the matrix, (by hand, automated).
 
-    By hand, every data fault means the whole ETL checklist again (3 steps per day plus 3
-    for the run), and every model fault a retrain-and-copy (5 steps). Automated, a data
-    fault needs one command (rerun the day once the fixed extract is there), and a model
-    fault none: the gate or the smoke test stopped it before the champion moved. The per-fault
-    table of section 6 has both counts in its 'steps' columns; add each column up.
+    By hand, every data fault means notebook 01's hand ETL again: 3 steps for the run
+    (read placements, concatenate, write) plus 7 for each day (read impressions, read
+    labels, join placements, join labels, select columns, fill, stamp the day), so
+    3 + 7 * n_days. Every model fault means a retrain and copy, the steps of
+    ``manual.DEPLOYMENT_CHECKLIST`` from "sample and split the rows" to "pickle the model
+    into production" (4), plus "query the server by hand": 5. Automated, a data fault needs
+    one command (rerun the day once the fixed extract is there), and a model fault none:
+    the gate or the smoke test stopped it before the champion moved. The per-fault table of
+    section 7 has both counts in its 'manual steps' and 'automated steps' columns; add each
+    column up.
     """
     return int(verdicts["manual steps"].sum()), int(verdicts["automated steps"].sum())
 

@@ -97,7 +97,7 @@ EXERCISES = [
     value_exercise(
         "09.2",
         task="count the manual steps to recover from every fault, by hand and automated",
-        hint="add up the two 'steps' columns of the matrix table in section 6",
+        hint="add up the 'manual steps' and the 'automated steps' columns of the matrix in section 7",
         expected=lambda frame: tuple(
             int(frame.loc[frame["path"] == p, "manual_steps"].sum())
             for p in ("manual", "automated")

@@ -1,7 +1,37 @@
 """The proof of concept of notebook 09, read as ``proof.NAME``: the fault matrix measured
-through the manual and the automated path (:mod:`mlops_helpers.proof.faults`), and its
-headline, charts and one-page HTML summary (:mod:`mlops_helpers.proof.summary`)."""
+through the manual, the careful manual and the automated path
+(:mod:`mlops_helpers.proof.faults`, :mod:`mlops_helpers.proof.careful`), the faults no rule
+was written for (:mod:`mlops_helpers.proof.blind_spots`), the cost side and the break-even
+(:mod:`mlops_helpers.proof.costs`), and its headline, charts and one-page HTML summary
+(:mod:`mlops_helpers.proof.summary`)."""
 
+from mlops_helpers.proof.blind_spots import (
+    BLIND_SPOT_DESCRIPTIONS,
+    BLIND_SPOTS,
+    blind_spot,
+    blind_spot_extract,
+    blind_spots,
+)
+from mlops_helpers.proof.careful import (
+    CAREFUL_ASSERTS,
+    MODEL_ASSERTS,
+    careful_data_fault,
+    careful_model_fault,
+    check_by_hand,
+    failed_asserts,
+)
+from mlops_helpers.proof.costs import (
+    AUTOMATION_FILES,
+    BreakEven,
+    Team,
+    automated_hours_per_fault,
+    automation_size,
+    break_even,
+    code_size,
+    count_lines,
+    daily_runtime,
+    person_hours,
+)
 from mlops_helpers.proof.faults import (
     DEPLOY_CHECKS,
     FAULT_DESCRIPTIONS,
@@ -11,6 +41,7 @@ from mlops_helpers.proof.faults import (
     MODEL_FAULTS,
     PATHS,
     RENAMED,
+    TRAINING_PATHS,
     Champion,
     HandDeployment,
     Record,
@@ -44,24 +75,45 @@ from mlops_helpers.proof.summary import (
 )
 
 __all__ = [
+    "AUTOMATION_FILES",
+    "BLIND_SPOTS",
+    "BLIND_SPOT_DESCRIPTIONS",
+    "BreakEven",
+    "CAREFUL_ASSERTS",
     "COLORS",
+    "Champion",
     "DEPLOY_CHECKS",
     "FAULT_DESCRIPTIONS",
+    "HandDeployment",
     "LATENCY_BUDGET_MS",
     "MATRIX",
     "MATRIX_FILE",
+    "MODEL_ASSERTS",
     "MODEL_FAULTS",
     "PATHS",
     "RENAMED",
-    "SUMMARY_PAGE",
-    "Champion",
-    "HandDeployment",
     "Record",
+    "SUMMARY_PAGE",
     "Setup",
+    "TRAINING_PATHS",
+    "Team",
     "automated_data_fault",
+    "automated_hours_per_fault",
     "automated_model_fault",
+    "automation_size",
+    "blind_spot",
+    "blind_spot_extract",
+    "blind_spots",
+    "break_even",
+    "careful_data_fault",
+    "careful_model_fault",
+    "check_by_hand",
     "check_model_fault",
+    "code_size",
+    "count_lines",
+    "daily_runtime",
     "deploy_by_hand",
+    "failed_asserts",
     "faulty_training",
     "figure_png",
     "first_champion",
@@ -72,6 +124,7 @@ __all__ = [
     "matrix",
     "model_fingerprint",
     "model_frames",
+    "person_hours",
     "reproducibility",
     "save_matrix",
     "summary_figure",

@@ -4,7 +4,8 @@ path, measured in one run, and the tables made of what was measured.
 The fault matrix is every data fault of :mod:`mlops_helpers.data` plus two model faults.
 Each path turns one fault into a :class:`Record`: caught or missed, by which check, how
 long detection and recovery took, and how many manual steps recovery needed. "Caught" on
-the manual path means what a person would notice without extra checks: an exception.
+the manual path means what a person would notice without extra checks: an exception; on
+the careful path, an exception or one of its asserts (:mod:`mlops_helpers.proof.careful`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from mlops_helpers.validation import ContractError, QuarantineThresholdError
 
 MODEL_FAULTS = ("regressed_model", "breaks_in_serving")
 MATRIX = (*data.FAULTS, *MODEL_FAULTS)
-PATHS = ("manual", "automated")
+# manual: the hand steps as notebooks 01 and 02 wrote them; careful: the same hand steps with
+# a diligent engineer's asserts (proof.careful); automated: pipeline, contract, gate, smoke test.
+PATHS = ("manual", "careful", "automated")
+TRAINING_PATHS = ("manual", "automated")  # the careful path trains as the manual one does
 FAULT_DESCRIPTIONS = {
     **data.FAULT_DESCRIPTIONS,
     "regressed_model": "labels shuffled by a broken join: the retrained model is far worse",
@@ -49,7 +53,7 @@ class Record:
     caught: bool
     check: str  # the check that caught it, or "-"
     detect_s: float
-    recover_s: float
+    recover_s: float  # computer seconds: the person's time is not in it
     manual_steps: int  # steps a person performs to recover
     restored: bool  # after recovery, production is exactly what it was without the fault
     outcome: str
@@ -359,7 +363,7 @@ def model_fingerprint(model) -> str:
 def reproducibility(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     """Train twice on the same rows, by each path: is the second model the first one again?"""
     rows = []
-    for path in PATHS:
+    for path in TRAINING_PATHS:
         if path == "automated":
             models = [training.fit_and_evaluate(table, seed).model for _ in range(2)]
         else:

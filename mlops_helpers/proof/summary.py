@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops_helpers.proof.costs import Team, person_hours
 from mlops_helpers.proof.faults import PATHS, HandDeployment, times
 from mlops_helpers.workbook import page
 
@@ -20,15 +21,19 @@ SUMMARY_PAGE = "summary.html"
 _STYLE = "td.caught { background: #e3f4e3; } td.missed { background: #fbe3e0; }\n"
 _INTRO = (
     "The same faults, injected into the same data, through the manual path (the hand "
-    "steps of notebooks 01 and 02) and the automated path (pipeline, contract, gate, smoke "
-    "test before promotion). Every number on this page was measured in one run."
+    "steps of notebooks 01 and 02), the careful manual path (the same steps with a diligent "
+    "engineer's asserts) and the automated path (pipeline, contract, gate, smoke test "
+    "before promotion). Every number on this page was measured in one run, except a "
+    "person's hours, which are the team's own assumptions (the parameters)."
 )
 _FOOTNOTE = (
-    "Caught on the manual path means an exception a person would notice. Restored: "
-    "after recovery, production holds exactly what it held without the fault."
+    "Caught on the manual path means an exception a person would notice; on the careful "
+    "path, an exception or an assert. Recover (computer): the seconds the recovery steps "
+    "ran; recover (person): the hours a person spends, assumed. Restored: after recovery, "
+    "production holds exactly what it held without the fault."
 )
-_HEAD = ["fault", "path", "verdict", "caught by", "detect", "recover", "manual steps",
-         "restored", "what happened"]  # fmt: skip
+_HEAD = ["fault", "path", "verdict", "caught by", "detect", "recover (computer)",
+         "recover (person, assumed)", "manual steps", "restored", "what happened"]  # fmt: skip
 
 
 def headline(
@@ -42,18 +47,20 @@ def headline(
     by_path = frame.groupby("path")
     caught, total = by_path["caught"].sum(), by_path.size()
     steps, restored = by_path["manual_steps"].sum(), by_path["restored"].sum()
+    paths = [p for p in PATHS if p in total.index]
 
-    def both(values, fmt="{}") -> str:
-        return ", ".join(f"{p} {fmt.format(values[p])}" for p in reversed(PATHS))
+    def each(values, among=paths) -> str:
+        return ", ".join(f"{p} {values[p]}" for p in reversed(among))
 
     return {
-        "faults caught": both({p: f"{caught[p]} of {total[p]}" for p in PATHS}),
-        "manual steps to recover from every fault": both(steps),
-        "back to exactly the state before the fault": both(
-            {p: f"{restored[p]} of {total[p]}" for p in PATHS}
+        "faults caught": each({p: f"{caught[p]} of {total[p]}" for p in paths}),
+        "manual steps to recover from every fault": each(steps),
+        "back to exactly the state before the fault": each(
+            {p: f"{restored[p]} of {total[p]}" for p in paths}
         ),
-        "the same model when retrained on the same data": both(
-            {p: "yes" if repro.loc[p, "identical"] else "no" for p in PATHS}
+        "the same model when retrained on the same data": each(
+            {p: "yes" if repro.loc[p, "identical"] else "no" for p in repro.index},
+            [p for p in paths if p in repro.index],
         ),
         "deployment lead time": (
             f"automated {deploy_seconds:.1f} s in one call (gate, serve, smoke test, promote); "
@@ -64,48 +71,53 @@ def headline(
     }
 
 
-COLORS = {"manual": "tab:orange", "automated": "tab:blue"}
+COLORS = {"manual": "tab:orange", "careful": "goldenrod", "automated": "tab:blue"}
 
 
-def summary_figure(frame: pd.DataFrame):
-    """Three charts: faults caught per path, seconds to detect and recover per fault (log
-    scale), manual steps per path."""
+def summary_figure(frame: pd.DataFrame, team: Team):
+    """Four charts: faults caught per path; seconds to detect per fault (measured, log
+    scale); a person's hours to recover from the whole matrix (assumed, from ``team``);
+    manual steps to recover per path."""
     import matplotlib.pyplot as plt
 
-    fig, (ax_caught, ax_time, ax_steps) = plt.subplots(
-        1, 3, figsize=(14, 4.6), gridspec_kw={"width_ratios": [1, 2.2, 1]}
-    )
-    caught = frame.groupby("path")["caught"].sum().reindex(PATHS)
-    total = frame.groupby("path").size().reindex(PATHS)
-    bars = ax_caught.bar(PATHS, caught, color=[COLORS[p] for p in PATHS])
-    ax_caught.bar_label(bars, labels=[f"{c} of {t}" for c, t in zip(caught, total, strict=True)])
-    ax_caught.set(ylabel="faults caught", title="Faults caught", ylim=(0, total.max() * 1.15))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), gridspec_kw={"width_ratios": [1, 1.6]})
+    (ax_caught, ax_detect), (ax_steps, ax_hours) = axes
+    paths = [p for p in PATHS if p in set(frame["path"])]
+    colors = [COLORS[p] for p in paths]
+
+    def bars(ax, values, labels, ylabel, title):
+        drawn = ax.bar(paths, values, color=colors)
+        ax.bar_label(drawn, labels=labels)
+        ax.set(ylabel=ylabel, title=title, ylim=(0, max(values.max(), 1) * 1.18))
+
+    caught = frame.groupby("path")["caught"].sum().reindex(paths)
+    total = frame.groupby("path").size().reindex(paths)
+    bars(ax_caught, caught, [f"{c} of {t}" for c, t in zip(caught, total, strict=True)],
+         "faults caught", "Faults caught")  # fmt: skip
 
     seconds = times(frame)
     y = np.arange(len(seconds))
-    series = [
-        ("automated detect s", "automated: detect", COLORS["automated"]),
-        ("automated recover s", "automated: recover", "lightskyblue"),
-        ("manual recover s", "manual: recover by hand", COLORS["manual"]),
-    ]
-    height = 0.8 / len(series)
-    for i, (column, label, color) in enumerate(series):
-        values = seconds[column].where(seconds[column] > 0)  # 0 or never: no bar
-        ax_time.barh(y + (i - 1) * height, values, height, color=color, label=label)
-    ax_time.set_yticks(y, seconds.index, fontsize=8)
-    ax_time.invert_yaxis()
-    ax_time.set(xscale="log", xlabel="seconds (log scale)")
-    ax_time.set_title("Time to detect and recover (the manual path detects nothing)")
-    ax_time.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    detect = [p for p in paths if f"{p} detect s" in seconds]
+    height = 0.8 / len(detect)
+    for i, path in enumerate(detect):
+        values = seconds[f"{path} detect s"]
+        ax_detect.barh(y + (i - (len(detect) - 1) / 2) * height, values, height,
+                       color=COLORS[path], label=path)  # fmt: skip
+    ax_detect.set_yticks(y, seconds.index, fontsize=8)
+    ax_detect.invert_yaxis()
+    ax_detect.set(xscale="log", xlabel="computer seconds, measured (log scale); no bar: never")
+    ax_detect.set_title("Time to detect a fault")
+    ax_detect.legend(fontsize="small", loc="upper right")
 
-    steps = frame.groupby("path")["manual_steps"].sum().reindex(PATHS)
-    bars = ax_steps.bar(PATHS, steps, color=[COLORS[p] for p in PATHS])
-    ax_steps.bar_label(bars)
-    ax_steps.set(
-        ylabel="manual steps to recover, whole matrix",
-        title="Manual steps",
-        ylim=(0, steps.max() * 1.15),
-    )
+    steps = frame.groupby("path")["manual_steps"].sum().reindex(paths)
+    bars(ax_steps, steps, [str(v) for v in steps], "steps a person performs",
+         "Manual steps to recover, whole matrix")  # fmt: skip
+
+    hours = person_hours(frame, team).groupby(frame["path"]).sum().reindex(paths)
+    bars(ax_hours, hours, [f"{h:g} h" for h in hours], "a person's hours (assumed)",
+         f"Hours to recover, whole matrix: {team.hours_per_manual_recovery:g} h per hand "
+         f"recovery, {team.hours_per_automated_recovery:g} h per automated one")  # fmt: skip
+    ax_hours.title.set_fontsize(9)
     fig.tight_layout()
     return fig
 
@@ -117,17 +129,22 @@ def figure_png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def summary_html(frame: pd.DataFrame, figure, facts: dict[str, str], title: str) -> str:
-    """The one-page summary: headline facts, the matrix with its times, the charts."""
+def summary_html(
+    frame: pd.DataFrame, figure, facts: dict[str, str], title: str, team: Team | None = None
+) -> str:
+    """The one-page summary: headline facts, the matrix with its times, the charts. Without
+    ``team`` a person's hours are not known, and the page says so ("not set")."""
     rows = []
-    for r in frame.itertuples(index=False):
+    known = person_hours(frame, team) if team is not None else [math.nan] * len(frame)
+    for r, hours in zip(frame.itertuples(index=False), known, strict=True):
         verdict = "caught" if r.caught else "missed"
         rows.append([
             r.fault, r.path, page.Cell(verdict, verdict), r.check, _seconds(r.detect_s),
-            _seconds(r.recover_s), r.manual_steps, "yes" if r.restored else "no", r.outcome,
+            _seconds(r.recover_s), "not set" if math.isnan(hours) else f"{hours:g} h", r.manual_steps, "yes" if r.restored else "no",
+            r.outcome,
         ])  # fmt: skip
     charts = page.png_image(
-        figure_png(figure), "faults caught, time to detect and recover, manual steps"
+        figure_png(figure), "faults caught, time to detect, manual steps, hours to recover"
     )
     return page.page(
         title,
@@ -144,7 +161,8 @@ def _seconds(value: float) -> str:
 
 
 def write_summary(
-    run_dir: Path, frame: pd.DataFrame, figure, facts: dict[str, str], title: str
+    run_dir: Path, frame: pd.DataFrame, figure, facts: dict[str, str], title: str, team: Team
 ) -> Path:
     """Write the summary page into the run folder; return its path."""
-    return page.write_page(Path(run_dir) / SUMMARY_PAGE, summary_html(frame, figure, facts, title))
+    html = summary_html(frame, figure, facts, title, team)
+    return page.write_page(Path(run_dir) / SUMMARY_PAGE, html)

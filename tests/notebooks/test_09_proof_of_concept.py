@@ -1,6 +1,8 @@
 """09_proof_of_concept under papermill: the matrix it saves says what the workbook claims
 (every fault caught automated; by hand, every data fault of notebook 01 and both model
-faults of notebook 02 missed), the summary page holds it, and no server is left behind."""
+faults of notebook 02 missed; by a careful hand, what its asserts can see), the faults no
+rule was written for get past the contract, the summary page holds it, and no server is left
+behind."""
 
 from __future__ import annotations
 
@@ -54,6 +56,20 @@ def test_other_parameters_measure_the_claims_and_write_the_page(run_notebook):
     assert "rerun gives the identical model automated, and a different one by hand" in output_text(
         nb
     )
+    # the careful baseline: its asserts catch three data faults and both model faults (one
+    # only once live), and miss the four whose every value is valid on its own
+    careful = matrix[matrix["path"] == "careful"].set_index("fault")
+    assert list(careful.index) == list(proof.MATRIX)
+    assert set(careful.index[careful["caught"]]) == {
+        "nulls", "out_of_range", "empty_day", "regressed_model", "breaks_in_serving"
+    }  # fmt: skip
+    # a hand recovery costs the team's hours (parameters), not the computer's seconds
+    assert set(matrix.loc[by_hand_rows := matrix["path"] == "manual", "recover_person_h"]) == {6.0}
+    assert by_hand_rows.sum() == len(proof.MATRIX)
+    text = output_text(nb)
+    assert "monitoring caught the slower page loads after publication" in text
+    assert "nothing caught the swapped labels" in text
+    assert "the hand deployment is notebook 02's checklist: 8 steps a person performs" in text
 
     page = (run_dir / proof.SUMMARY_PAGE).read_text()
     assert "<table>" in page and "data:image/png;base64," in page

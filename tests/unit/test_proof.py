@@ -117,8 +117,12 @@ def _records() -> list[proof.Record]:
 
 def test_matrix_verdicts_and_times():
     frame = proof.matrix(_records())
-    assert list(frame["fault"]) == [f for f in proof.MATRIX for _ in proof.PATHS]
-    assert list(frame["path"][:2]) == list(proof.PATHS)
+    assert list(frame["fault"]) == [f for f in proof.MATRIX for _ in ("manual", "automated")]
+    assert list(frame["path"][:2]) == ["manual", "automated"]
+    careful = proof.Record("nulls", "careful", True, "assert: x", 0.1, 1.0, 24, True, "stopped")
+    three = proof.matrix([*_records(), careful])
+    assert list(three.loc[three["fault"] == "nulls", "path"]) == list(proof.PATHS)
+    assert proof.PATHS == ("manual", "careful", "automated")
     verdicts = proof.verdicts(frame)
     assert list(verdicts.index) == list(proof.MATRIX)
     assert set(verdicts["manual"]) == {"missed"} and set(verdicts["automated"]) == {"caught"}
@@ -131,9 +135,12 @@ def test_summary_page_is_self_contained_and_holds_the_table(tmp_path):
     import matplotlib.pyplot as plt
 
     frame = proof.matrix(_records())
-    fig = proof.summary_figure(frame)
+    team = proof.Team(6.0, 0.5, 4.0, 160.0, 4.0)
+    fig = proof.summary_figure(frame, team)
     try:
-        page = proof.write_summary(tmp_path, frame, fig, {"faults caught": "9 & 0"}, "PoC <test>")
+        page = proof.write_summary(
+            tmp_path, frame, fig, {"faults caught": "9 & 0"}, "PoC <test>", team
+        )
     finally:
         plt.close(fig)
     text = page.read_text()
@@ -146,11 +153,15 @@ def test_summary_page_is_self_contained_and_holds_the_table(tmp_path):
     # text from the records is escaped, never taken as markup
     assert "PoC &lt;test&gt;" in text and "a &lt;check&gt;" in text and "9 &amp; 0" in text
     assert "never" in text  # a missed fault has no detection time
+    # a hand recovery is shown in a person's hours, never only in the computer's seconds
+    assert "recover (person, assumed)" in text and "<td>6 h</td>" in text
 
 
 def test_headline_puts_the_automated_path_first():
     frame = proof.matrix(_records())
-    repro = pd.DataFrame({"identical": [False, True]}, index=pd.Index(proof.PATHS, name="path"))
+    repro = pd.DataFrame(
+        {"identical": [False, True]}, index=pd.Index(proof.TRAINING_PATHS, name="path")
+    )
     hand = SimpleNamespace(seconds=1.25, checklist=[{}] * 8)
     facts = proof.headline(frame, repro, hand, deploy_seconds=7.04, run_seconds=21.0)
     assert facts["faults caught"] == "automated 9 of 9, manual 0 of 9"
