@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -37,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from mlops_helpers import validation
 from mlops_helpers.config import ensure_workspace
 from mlops_helpers.data import RawDay, as_day, raw_day_dir, write_raw_dataset
 from mlops_helpers.errors import WorkbookInputError
@@ -53,7 +55,18 @@ from mlops_helpers.validation import (
     sort_order,
 )
 
-PIPELINE_VERSION = "1"
+# What builds a published day, hashed into its manifest as its code version (code_version):
+# these functions' source, the output columns and the whole contract module, validation.
+TRANSFORM_CODE = (
+    "_read_csv",
+    "extract_placements",
+    "extract_day",
+    "transform_day",
+    "_join_labels",
+    "sort_merge_join",
+    "add_features",
+    "_describe_placements",
+)
 MANIFEST = "_manifest.json"
 DATA_FILE = "part.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
@@ -106,6 +119,28 @@ class DayReport:
     fingerprint: str
     inputs: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+def code_version() -> str:
+    """SHA-256 of the code that builds a day: the source of ``TRANSFORM_CODE``'s functions
+    as this module holds them now, ``OUTPUT_COLUMNS`` and the contract (``validation``).
+
+    Change any of it and every day's manifest is out of date, so the next run rebuilds the
+    days; change anything else (a reader, a docstring elsewhere) and they are skipped. No
+    version number to remember to bump. Kept per set of function objects: the code a process
+    runs does not change under it, and a function swapped in (a test's patch) is new code."""
+    functions = tuple(globals()[name] for name in TRANSFORM_CODE)
+    if functions not in _CODE_VERSIONS:
+        digest = hashlib.sha256()
+        for function in functions:
+            digest.update(inspect.getsource(function).encode())
+        digest.update(repr(OUTPUT_COLUMNS).encode())
+        digest.update(inspect.getsource(validation).encode())
+        _CODE_VERSIONS[functions] = digest.hexdigest()
+    return _CODE_VERSIONS[functions]
+
+
+_CODE_VERSIONS: dict[tuple, str] = {}
 
 
 def file_sha256(path: Path) -> str:
@@ -301,7 +336,7 @@ def _publish(
             inputs=inputs(),
             reasons=result.quarantine["reason"].value_counts().sort_index().to_dict(),
         )
-        manifest = {"pipeline_version": PIPELINE_VERSION, **asdict(report), "files": files}
+        manifest = {"code": code_version(), **asdict(report), "files": files}
         text = json.dumps(manifest, indent=2) + "\n"
         with (
             staged(manifest_path, lambda tmp: tmp.write_text(text)) as manifest_tmp,
@@ -403,7 +438,7 @@ def run_day(
     max_quarantine_fraction: float = 0.1,
     force: bool = False,
 ) -> DayReport:
-    """Run ETL for one day; skip it when its inputs and pipeline version are unchanged."""
+    """Run ETL for one day; skip it when its inputs and its code version are unchanged."""
     day = as_day(day)
     manifest = None if force else _current_manifest(raw_root, out_root, day)
     if manifest:
@@ -420,7 +455,7 @@ def run_day(
 
 
 def _current_manifest(raw_root: Path, out_root: Path, day: dt.date) -> dict | None:
-    """The day's manifest when it came from these inputs and this pipeline, every file intact.
+    """The day's manifest when it came from these inputs and this code, every file intact.
 
     A day whose files do not match its manifest (a killed write) is not current: rerun it.
     """
@@ -431,7 +466,7 @@ def _current_manifest(raw_root: Path, out_root: Path, day: dt.date) -> dict | No
     current = (
         manifest is not None
         and manifest.get("inputs") == input_fingerprints(raw_root, day)
-        and manifest.get("pipeline_version") == PIPELINE_VERSION
+        and manifest.get("code") == code_version()
     )
     return manifest if current else None
 

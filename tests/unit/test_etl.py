@@ -60,7 +60,7 @@ def test_a_day_is_published_with_its_manifest(published):
         part = etl.partition_dir(out, day) / "part.parquet"
         manifest = etl.read_manifest(out, day)
         assert manifest["fingerprint"] == etl.file_sha256(part) == report.fingerprint
-        assert manifest["pipeline_version"] == etl.PIPELINE_VERSION
+        assert manifest["code"] == etl.code_version() and len(manifest["code"]) == 64
         assert manifest["inputs"] == etl.input_fingerprints(raw, day)
         assert set(manifest["inputs"]) == {"placements.csv", "impressions.csv", "labels.csv"}
         assert manifest["rows_out"] == pq.read_metadata(part).num_rows == report.rows_out
@@ -79,6 +79,54 @@ def test_rerunning_a_day_changes_nothing(published):
     reports = etl.run_days(raw, out, days)
     assert [r.status for r in reports] == ["unchanged", "unchanged"]
     assert snapshot(out) == before
+
+
+def test_a_changed_transform_reruns_every_day_and_an_unchanged_one_skips_them(
+    published, monkeypatch
+):
+    """Lineage hashes the code: a new add_features (here: page load in seconds) makes
+    every published day out of date, with no version number to bump."""
+    raw, out, days, first = published
+    before = etl.code_version()
+    original = etl.add_features
+
+    def add_features(df):
+        """The same features, and page load in seconds as well."""
+        return original(df).assign(page_load_s=lambda d: d["page_load_ms"] / 1000.0)
+
+    monkeypatch.setattr(etl, "add_features", add_features)
+    assert etl.code_version() != before
+    again = etl.run_days(raw, out, days)
+    assert [r.status for r in again] == ["published", "published"]
+    assert all(etl.read_manifest(out, d)["code"] == etl.code_version() for d in days)
+    assert [r.status for r in etl.run_days(raw, out, days)] == ["unchanged", "unchanged"]
+    monkeypatch.setattr(etl, "add_features", original)
+    assert etl.code_version() == before
+    assert [r.status for r in etl.run_days(raw, out, days)] == ["published", "published"]
+    assert [r.fingerprint for r in etl.run_days(raw, out, days, force=True)] == [
+        r.fingerprint for r in first
+    ]
+
+
+def test_the_contract_is_part_of_the_code_version(monkeypatch):
+    """A changed rule of the contract (validation's source) is a new code version."""
+    import inspect
+
+    from mlops_helpers import validation
+
+    before = etl.code_version()
+    real = inspect.getsource
+
+    def getsource(obj):
+        text = real(obj)
+        return text + "\n# a new rule\n" if obj is validation else text
+
+    monkeypatch.setattr(inspect, "getsource", getsource)
+    etl._CODE_VERSIONS.clear()
+    try:
+        assert etl.code_version() != before
+    finally:
+        etl._CODE_VERSIONS.clear()
 
 
 def test_force_rerun_is_byte_identical(published):
