@@ -13,14 +13,32 @@ pytestmark = pytest.mark.slow
 
 
 def test_other_seed_runs_pipeline_and_backfill_and_tracks_each_step(run_notebook):
+    # what an earlier run with the same parameters left in the folders this run reuses
+    ws = run_notebook.workspace
+    tag = "s7-r500-2026-02-10-d2"
+    stale = [
+        ws / "pipelines" / "daily" / f"06-{tag}" / "01_etl_old.ipynb",
+        ws / "batches" / f"backfill_06_{tag}" / "index_old.html",
+        ws / "by_hand" / tag / "03_2026-01-01.ipynb",
+    ]
+    for path in stale:
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+
     nb = run_notebook("06", seed=7, n_days=2, start_day="2026-02-10", show_solutions=True)
     assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
 
     assert stderr_text(nb) == ""
-    assert checkpoints_passed(nb) == 5
-    assert "steps this notebook runs: etl -> train" in output_text(nb)
-    ws = run_notebook.workspace
+    assert checkpoints_passed(nb) == 6
+    text = output_text(nb)
+    assert "steps this notebook runs: etl -> train" in text
+    assert f"folders in the workspace are named {tag}" in text
+    assert "the train step's seed gap" in text, "the seed noise is computed and checkpointed"
+    assert not any(p.exists() for p in stale), "the folders a rerun reuses are emptied first"
     (run_dir,) = (ws / "pipelines" / "daily").iterdir()
+    assert run_dir.name == f"06-{tag}", "the run folder is named by the parameters, not the time"
+    assert {p.name for p in (ws / "batches").iterdir()} == {f"backfill_06_{tag}"}
+    assert {p.name for p in (ws / "by_hand").iterdir()} == {tag}
     assert sorted(p.name for p in run_dir.glob("*.ipynb")) == ["01_etl.ipynb", "02_train.ipynb"]
     (results,) = (ws / "batches").glob("backfill_06_*/results.csv")
     table = pd.read_csv(results)

@@ -15,6 +15,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_other_parameters_with_solutions(run_notebook):
+    # an earlier run's sample folder, with a notebook this run must not test or keep
+    stale = run_notebook.workspace / "08_testing_in_ci" / "sample" / "sample_old.ipynb"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
     nb = run_notebook("08", seed=7, n_rows=1500, fault="schema_change", show_solutions=True)
 
     assert stderr_text(nb) == ""
@@ -33,6 +37,7 @@ def test_other_parameters_with_solutions(run_notebook):
     assert "the ETL blocked a day" in text and "schema changed" in text
     assert exercises_solved(nb) == exercise_names(nb) == {"08.1", "08.2", "08.3"}
     (sample_dir,) = (run_notebook.workspace / "08_testing_in_ci").iterdir()
+    assert sample_dir.name == "sample", "one folder, the same every run, emptied first"
     assert {p.name for p in sample_dir.glob("*.ipynb")} == {
         "sample.ipynb",
         "sample_tagged.ipynb",
