@@ -74,7 +74,7 @@ notebooks: install ## re-execute the committed notebooks in place (stored output
 lock: install ## re-resolve requirements/test.lock from pyproject.toml (needs the network)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header --quiet --excludes requirements/excludes.txt -o requirements/test.lock
 
-bench: install ## run every benchmark and write benchmarks/RESULTS.md (about 17 minutes on 2 cores)
+bench: install ## run every benchmark and write benchmarks/RESULTS.md (about 20 minutes on 2 cores)
 	$(BIN)/python benchmarks/run_all.py
 
 mlflow-server: install ## run a team MLflow tracking server on 127.0.0.1:5000 (sqlite + served artifacts)

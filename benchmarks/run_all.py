@@ -53,6 +53,12 @@ BENCHMARKS = [
         ["--repeats", "1"],
     ),
     (
+        "Where notebook 06's Dask backfill starts to pay",
+        "dask_break_even.py",
+        ["--repeats", "3"],
+        ["--repeats", "1", "--sizes", "500x1,500x4"],
+    ),
+    (
         "Deploy lead time and serving latency",
         "deploy_latency.py",
         ["--deploys", "3", "--requests", "500"],
