@@ -46,6 +46,20 @@ def test_python_ok_for_this_interpreter():
     assert check.ok and check.detail.startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
 
 
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [("3.11.7", True), ("3.12.1", True), ("3.13.0", True), ("3.10.13", False), ("3.14.0", False)],
+)
+def test_python_3_11_to_3_13_pass_and_others_get_the_fix(monkeypatch, version, ok):
+    """The project's own requires-python: doctor (and notebook 00, which calls it) accepts
+    each Python the lock installs on, and names the fix for any other."""
+    monkeypatch.setattr(doctor.platform, "python_version", lambda: version)
+    check = doctor.check_python()
+    assert check.ok is ok, check.detail
+    assert check.detail.startswith(version) and ">=3.11,<3.14" in check.detail
+    assert ok or "make" in check.fix
+
+
 def test_python_fix_when_requires_python_excludes_it(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[project]\nname = "x"\nrequires-python = ">=3.99"\n')
