@@ -92,6 +92,10 @@ RULES: dict[str, Rule] = {
     "faults_per_month": Rule(float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000),
     "hours_to_build": Rule(float, "a float from 0.0 to 100000.0", lambda v: 0 <= v <= 100_000),
     "upkeep_hours_per_month": Rule(float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000),
+    "gate_days": Rule(int, "an int from 1 to 30", lambda v: 1 <= v <= 30),
+    # set by the pipeline runner (mlops_helpers.workbook.pipeline), never typed by a person
+    "inputs": Rule(str, "a JSON object of a step's inputs", lambda v: v.lstrip().startswith("{")),
+    "outputs_file": Rule(str, "the file a step writes its outputs to"),
 }
 
 

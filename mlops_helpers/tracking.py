@@ -449,10 +449,13 @@ def log_training(
     run_name: str,
     tags: dict[str, str] | None = None,
     rename_inputs: dict[str, str] | None = None,
+    inputs: dict | None = None,
 ) -> str:
     """Log a result as an MLflow run (params, metrics, fingerprint, model); return the run id.
 
     ``rename_inputs``: see :func:`model_signature` (only for the rollback drill).
+    ``inputs``: what the run trained on (a pipeline step's partitions and their
+    fingerprints), kept as the run's ``inputs.json``.
     """
     from mlops_helpers.training import FEATURES
 
@@ -469,6 +472,8 @@ def log_training(
                 **(tags or {}),
             }
         )
+        if inputs is not None:
+            mlflow.log_dict(inputs, "inputs.json")
         mlflow.sklearn.log_model(
             result.model,
             name="model",

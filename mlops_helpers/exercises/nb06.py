@@ -37,7 +37,11 @@ def _with_step(text: str):
         return f"not YAML: {str(exc).splitlines()[0]}"
     if not isinstance(step, dict):
         return f"not one step (a mapping of name, notebook, after, parameters): {step!r}"
-    spec = yaml.safe_load((project_root() / "pipelines" / "daily.yaml").read_text())
+    daily = project_root() / "pipelines" / "daily.yaml"
+    spec = yaml.safe_load(daily.read_text())
+    for existing in spec["steps"]:  # the copy lives elsewhere: its step notebooks stay found
+        beside = daily.parent / existing["notebook"]
+        existing["notebook"] = str(beside) if beside.is_file() else existing["notebook"]
     spec["steps"].append(step)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "daily.yaml"

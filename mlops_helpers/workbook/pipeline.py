@@ -1,10 +1,15 @@
 """Declared pipelines: notebooks as steps, run by papermill in dependency order.
 
 A pipeline file (``pipelines/*.yaml``) names steps (a notebook, its parameters, the steps
-it runs after) and parameters shared by every step that declares them. The whole file is
-checked before anything runs. Each executed notebook is kept in the run folder and logged
-to MLflow as an artifact of that step's run; ``resume`` reruns a run folder from its
-failed step, skipping steps that completed with the same parameters.
+it runs after) and parameters shared by every step that declares them. Steps pass
+artifacts, not assumptions: a step lists the ``outputs`` it writes, and another takes them
+as ``inputs: {NAME: STEP.OUTPUT}`` (which also makes it run after that step). The whole
+file is checked before anything runs, an input that no step produces included. The runner
+hands a step its inputs as one JSON parameter, ``inputs``, and the file to write its
+outputs to, ``outputs_file``; both are kept in the run's state and in MLflow. Each executed
+notebook is kept in the run folder and logged to MLflow as an artifact of that step's run;
+``resume`` reruns a run folder from its failed step, skipping steps that completed with the
+same parameters.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 from mlops_helpers import parameters
 from mlops_helpers.config import workspace_path
-from mlops_helpers.parameters import ParameterError, check_name, is_name
+from mlops_helpers.parameters import NAME_RULE, ParameterError, check_name, is_name
 from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook import execute
 from mlops_helpers.workbook.specs import (
@@ -33,7 +38,9 @@ from mlops_helpers.workbook.specs import (
 )
 
 STATE = "pipeline.json"
-STEP_KEYS = {"name", "notebook", "parameters", "after", "__line__"}
+STEP_KEYS = {"name", "notebook", "parameters", "after", "inputs", "outputs", "__line__"}
+# Parameters the runner sets for a step that takes inputs or writes outputs; never a file's.
+RUNNER_PARAMETERS = ("inputs", "outputs_file")
 TOP_KEYS = {"name", "description", "parameters", "steps"}
 
 
@@ -45,12 +52,19 @@ class Step:
     notebook: Path
     parameters: dict[str, Any]
     after: list[str]
+    inputs: dict[str, str] = field(default_factory=dict)  # NAME -> "step.output"
+    outputs: list[str] = field(default_factory=list)
     # what the notebook declares (not part of the fingerprint: the values are)
     specs: dict[str, parameters.ParamSpec] = field(default_factory=dict, repr=False, compare=False)
 
     def fingerprint(self) -> str:
-        """A hash of the notebook's name and the parameters: same hash, same work."""
-        text = json.dumps([self.notebook.name, self.parameters], sort_keys=True, default=str)
+        """A hash of the notebook's name, the parameters and where its inputs come from: same
+        hash, same work (new input values come from a step that ran again, which reruns this
+        one too)."""
+        parts = [self.notebook.name, self.parameters]
+        if self.inputs or self.outputs:
+            parts += [self.inputs, self.outputs]
+        text = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -104,6 +118,36 @@ def _order(steps: list[dict], path: Path) -> list[dict]:
     return ordered
 
 
+def _outputs(raw: dict, path: Path) -> list[str]:
+    outputs = raw.get("outputs") or []
+    if not isinstance(outputs, list) or not all(is_name(o) for o in outputs):
+        raise SpecError(
+            f"{where(path, raw)}: step {raw['name']!r}: `outputs` must be a list of names "
+            f"({NAME_RULE}), got {outputs!r}"
+        )
+    return outputs
+
+
+def _inputs(raw: dict, path: Path, produced: dict[str, list[str]]) -> dict[str, str]:
+    """A step's ``inputs`` checked: each NAME: STEP.OUTPUT names an output a step declares."""
+    inputs = clean(_mapping(raw.get("inputs"), path, "inputs", raw))
+    known = ", ".join(f"{s}.{o}" for s, outs in produced.items() for o in outs) or "none"
+    for name, ref in inputs.items():
+        step, _, output = str(ref).partition(".")
+        if not is_name(name) or not isinstance(ref, str) or output not in produced.get(step, []):
+            raise SpecError(
+                f"{where(path, raw)}: step {raw['name']!r}: input {name!r} comes from "
+                f"{ref!r}, which no step produces; write NAME: STEP.OUTPUT with one of the "
+                f"outputs the steps declare: {known}"
+            )
+        if step == raw["name"]:
+            raise SpecError(
+                f"{where(path, raw)}: step {raw['name']!r}: input {name!r} comes from the step "
+                "itself; take it from an earlier step"
+            )
+    return inputs
+
+
 def _check_steps(raw_steps: list, path: Path) -> set[str]:
     """Each step a mapping with a valid, unique ``name`` and a ``notebook``; the names."""
     seen: set[str] = set()
@@ -116,7 +160,9 @@ def _check_steps(raw_steps: list, path: Path) -> set[str]:
         if name in seen:
             raise SpecError(f"{where(path, raw)}: step name {name!r} is used twice")
         seen.add(name)
+    produced = {raw["name"]: _outputs(raw, path) for raw in raw_steps}
     for raw in raw_steps:
+        inputs = _inputs(raw, path, produced)
         after = raw.get("after") or []
         unknown = (
             [a for a in after if not (is_name(a) and a in seen)]
@@ -128,6 +174,9 @@ def _check_steps(raw_steps: list, path: Path) -> set[str]:
                 f"{where(path, raw)}: step {raw['name']!r} runs after unknown steps {unknown}; "
                 f"steps are: {', '.join(sorted(seen))}"
             )
+        # an input makes its step run after the producer (checked for cycles in _order)
+        producers = [r.partition(".")[0] for r in inputs.values()]
+        raw["after"] = list(dict.fromkeys([*after, *producers]))
     return seen
 
 
@@ -143,13 +192,18 @@ def load_pipeline(path: Path, cli_values: dict[str, str] | None = None) -> Pipel
         raise SpecError(f"{where(path, spec)}: `steps` must be a non-empty list of steps")
     _check_steps(raw_steps, path)
     steps = [_step(raw, shared, cli_values or {}, path) for raw in _order(raw_steps, path)]
-    declared = {n for s in steps for n in s.specs}
+    declared = {n for s in steps for n in s.specs} - set(RUNNER_PARAMETERS)
     for key in shared:
         if key != "__line__" and key not in declared:
             raise SpecError(
                 f"{where(path, shared)}: parameter {key!r} is declared by no step's notebook"
             )
     unknown = sorted(set(cli_values or {}) - declared)
+    if set(cli_values or {}) & set(RUNNER_PARAMETERS):
+        raise ParameterError(
+            f"{' and '.join(RUNNER_PARAMETERS)} are set by the pipeline runner from the steps' "
+            "declared inputs and outputs; do not pass them with -p"
+        )
     if unknown:
         raise ParameterError(
             f"parameter(s) {', '.join(unknown)} (-p) not declared by any step of {path.name}"
@@ -186,6 +240,20 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
         raise SpecError(f"{where(path, raw)}: step {raw['name']!r}: {exc}") from None
     specs = parameters.notebook_parameters(notebook)
     own = clean(_mapping(raw.get("parameters"), path, "parameters", raw))
+    for name in set(own) & set(RUNNER_PARAMETERS):
+        raise SpecError(
+            f"{where(path, raw)}: step {raw['name']!r}: parameter {name!r} is set by the runner; "
+            "declare `inputs:` and `outputs:` on the step instead"
+        )
+    inputs, outputs = clean(raw.get("inputs") or {}), list(raw.get("outputs") or [])
+    for key, needed in (("inputs", inputs), ("outputs_file", outputs)):
+        if needed and key not in specs:
+            raise SpecError(
+                f"{where(path, raw)}: step {raw['name']!r} declares "
+                f"{'inputs' if key == 'inputs' else 'outputs'}, but {notebook.stem} has no "
+                f'`{key}` parameter to receive them; add `{key}: str = ""` to its '
+                "parameters cell"
+            )
     for name in own:
         if name not in specs:
             raise SpecError(
@@ -197,7 +265,8 @@ def _step(raw: dict, shared: dict, cli_values: dict, path: Path) -> Step:
         with at(where(path, node)):
             values.update(parameters.check_values(given, specs, where(path, node)))
     values.update(parameters.text_values(cli_values, specs))
-    return Step(str(raw["name"]), notebook, values, list(raw.get("after") or []), specs)
+    after = list(raw.get("after") or [])
+    return Step(str(raw["name"]), notebook, values, after, inputs, outputs, specs)
 
 
 def _runs_root(pipe: Pipeline) -> Path:
@@ -259,9 +328,16 @@ def run_pipeline(
             continue
         rerun.add(step.name)
         output = run_dir / f"{i + 1:02d}_{step.name}.ipynb"
+        outputs_file = run_dir / f"{i + 1:02d}_{step.name}.outputs.json"
+        inputs = _inputs_from(step, state)
         start = time.perf_counter()
+        outputs: dict[str, Any] = {}
         try:
-            execute.execute_notebook(step.notebook, output, step.parameters)
+            outputs_file.unlink(missing_ok=True)  # an earlier attempt's outputs are not ours
+            execute.execute_notebook(
+                step.notebook, output, {**step.parameters, **_handover(step, inputs, outputs_file)}
+            )
+            outputs = _read_outputs(step, outputs_file)
             result = StepResult(step.name, "ok", time.perf_counter() - start, output.name)
         except Exception as exc:  # noqa: BLE001 - reported with notebook and cell, run stops
             failed = True
@@ -277,14 +353,50 @@ def run_pipeline(
             "output": result.output,
             "error": result.error,
             "parameters": step.parameters,
+            **({"inputs": inputs} if step.inputs else {}),
+            **({"outputs": outputs} if step.outputs else {}),
         }
         _save_state(run_dir, state)
         if tracker:
-            tracker.log_step(step, result, output)
+            tracker.log_step(step, result, output, inputs, outputs)
     if tracker:
         tracker.finish(results)
         _save_state(run_dir, state)
     return results
+
+
+def _inputs_from(step: Step, state: dict) -> dict[str, Any]:
+    """The values of ``step``'s inputs: what its producers wrote in this run."""
+    values = {}
+    for name, ref in step.inputs.items():
+        producer, _, output = ref.partition(".")
+        values[name] = state["steps"][producer]["outputs"][output]
+    return values
+
+
+def _handover(step: Step, inputs: dict[str, Any], outputs_file: Path) -> dict[str, str]:
+    """The runner's parameters for ``step``: its inputs as JSON, where to write its outputs."""
+    given = {"inputs": json.dumps(inputs, sort_keys=True)} if step.inputs else {}
+    return {**given, **({"outputs_file": str(outputs_file)} if step.outputs else {})}
+
+
+class StepOutputError(RuntimeError):
+    """A step finished without writing an output it declares."""
+
+
+def _read_outputs(step: Step, outputs_file: Path) -> dict[str, Any]:
+    """The outputs ``step`` declares, read from the file it wrote; StepOutputError if any is
+    missing (a step that declares an output and does not write it is broken)."""
+    if not step.outputs:
+        return {}
+    written = json.loads(outputs_file.read_text()) if outputs_file.is_file() else {}
+    missing = [o for o in step.outputs if o not in written]
+    if missing:
+        raise StepOutputError(
+            f"finished without writing its declared output(s) {', '.join(missing)} to "
+            "outputs_file; write them with mlops_helpers.steps.write_outputs"
+        )
+    return {o: written[o] for o in step.outputs}
 
 
 class _Tracker:
@@ -303,11 +415,17 @@ class _Tracker:
             state["mlflow_run_id"] = self.parent.info.run_id
         self.mlflow.set_tags({"pipeline": pipe.name, "run_folder": run_dir.name})
 
-    def log_step(self, step: Step, result: StepResult, output: Path) -> None:
+    def log_step(
+        self, step: Step, result: StepResult, output: Path, inputs: dict, outputs: dict
+    ) -> None:
         with self.mlflow.start_run(run_name=step.name, nested=True):
             self.mlflow.log_params({"notebook": step.notebook.stem, **step.parameters})
             self.mlflow.log_metric("seconds", result.seconds)
             self.mlflow.set_tags({"status": result.status, "error": result.error[:5000]})
+            if step.inputs:
+                self.mlflow.log_dict(inputs, "inputs.json")
+            if step.outputs and outputs:
+                self.mlflow.log_dict(outputs, "outputs.json")
             if output.is_file():
                 self.mlflow.log_artifact(str(output), artifact_path="executed")
 

@@ -13,6 +13,7 @@ import nbformat
 import pytest
 
 from mlops_helpers import config, tracking
+from mlops_helpers.parameters import ParameterError
 from mlops_helpers.workbook import cli, pipeline
 from mlops_helpers.workbook.specs import SpecError
 from tests.support import UNLUCKY, ran, write_notebook
@@ -82,48 +83,110 @@ def artifacts(run_id: str) -> list[str]:
     return [f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "executed")]
 
 
-def test_daily_pipeline_runs_etl_then_training_and_keeps_every_notebook(workspace, tmp_path):
-    path = tmp_path / "daily.yaml"
-    path.write_text(
-        "name: daily_small\n"
-        "parameters: {seed: 3, n_rows: 400, start_day: '2026-01-05', n_days: 1}\n"
-        "steps:\n"
-        "  - name: etl\n"
-        "    notebook: 03_automated_etl\n"
-        "    parameters: {fault: none}\n"
-        "  - name: train\n"
-        "    notebook: 04_tracked_training\n"
-        "    after: [etl]\n"
-        "    parameters: {experiment: pipeline_e2e}\n"
+def test_daily_pipeline_hands_partitions_and_version_from_step_to_step(workspace):
+    """pipelines/daily.yaml on its step notebooks: train reads exactly the partitions ETL
+    published (by fingerprint), deploy takes exactly the version train registered; every
+    step's inputs and outputs are in the run folder and in MLflow."""
+    from mlops_helpers import etl, registry, steps, training
+
+    pipe = pipeline.load_pipeline(
+        config.project_root() / "pipelines" / "daily.yaml",
+        {"seed": "3", "n_rows": "400", "n_days": "2"},
     )
-    pipe = pipeline.load_pipeline(path)
-    assert [s.name for s in pipe.steps] == ["etl", "train"]
+    assert [s.name for s in pipe.steps] == ["etl", "train", "deploy"]
+    assert pipe.steps[2].after == ["etl", "train"], "inputs make a step run after their producers"
     run_dir = pipeline.new_run_dir(pipe)
 
     results = pipeline.run_pipeline(pipe, run_dir, progress=False)
 
-    assert [(r.step, r.status) for r in results] == [("etl", "ok"), ("train", "ok")]
-    for name in ("01_etl.ipynb", "02_train.ipynb"):
-        executed = nbformat.read(run_dir / name, as_version=4)
-        assert executed.metadata.papermill.parameters["seed"] == 3
-        assert "✅ Checkpoint" in printed(executed)
-    state = pipeline.read_state(run_dir)
-    assert {name: s["status"] for name, s in state["steps"].items()} == {"etl": "ok", "train": "ok"}
+    assert [(r.step, r.status) for r in results] == [(s, "ok") for s in ("etl", "train", "deploy")]
+    state = pipeline.read_state(run_dir)["steps"]
+    published, trained, deployed = (state[s]["outputs"] for s in ("etl", "train", "deploy"))
+    out = workspace / published["warehouse"] / "out"
+    for part in published["train"] + published["gate"]:
+        assert etl.read_manifest(out, part["day"])["fingerprint"] == part["fingerprint"]
+    assert [p["day"] for p in published["train"]] == ["2026-01-05"]
+    assert [p["day"] for p in published["gate"]] == ["2026-01-06"], "the gate day is not trained on"
+    assert state["train"]["inputs"] == {k: published[k] for k in ("warehouse", "train")}
+    table = steps.read_exactly(published["warehouse"], published["train"])
+    assert trained["data_fingerprint"] == training.data_fingerprint(table)
+    assert state["deploy"]["inputs"]["model_version"] == trained["model_version"]
+    assert state["deploy"]["inputs"]["gate"] == published["gate"]
+    assert deployed == {"status": "deployed", "champion": trained["model_version"]}
+    assert registry.current_version("viewability-daily", "champion") == trained["model_version"]
+    version = registry.client().get_model_version("viewability-daily", trained["model_version"])
+    assert version.run_id == trained["run_id"], "the registered version is the train step's run"
+    recorded = mlflow.artifacts.load_dict(
+        mlflow.get_run(trained["run_id"]).info.artifact_uri + "/inputs.json"
+    )
+    assert recorded["train"] == published["train"], "the training run records what it read"
 
-    steps = {r.info.run_name: r for r in step_runs(state["mlflow_run_id"])}
-    assert set(steps) == {"etl", "train"}
-    for name, output in (("etl", "01_etl.ipynb"), ("train", "02_train.ipynb")):
-        assert artifacts(steps[name].info.run_id) == [f"executed/{output}"]
-        assert steps[name].data.tags["status"] == "ok"
-    assert steps["train"].data.params["notebook"] == "04_tracked_training"
-    assert steps["train"].data.params["n_rows"] == "400"
-    parent = mlflow.get_run(state["mlflow_run_id"])
-    assert parent.info.status == "FINISHED" and parent.data.tags["status"] == "ok"
-    trained = mlflow.search_runs(experiment_names=["pipeline_e2e"])
-    assert len(trained) == 3, "notebook 04 logs its two reproducibility runs and another seed"
+    runs = {r.info.run_name: r for r in step_runs(pipeline.read_state(run_dir)["mlflow_run_id"])}
+    listed = {
+        n: {f.path for f in mlflow.MlflowClient().list_artifacts(r.info.run_id)}
+        for n, r in runs.items()
+    }
+    assert listed["etl"] == {"executed", "outputs.json"}
+    assert listed["deploy"] == {"executed", "inputs.json", "outputs.json"}
+    logged = mlflow.artifacts.load_dict(runs["deploy"].info.artifact_uri + "/inputs.json")
+    assert logged == state["deploy"]["inputs"], "MLflow holds the inputs the run folder holds"
+    for name in ("01_etl", "02_train", "03_deploy"):
+        assert (run_dir / f"{name}.ipynb").is_file() and (
+            run_dir / f"{name}.outputs.json"
+        ).is_file()
 
     again = pipeline.run_pipeline(pipe, run_dir, resume=True, progress=False)
-    assert [r.status for r in again] == ["done", "done"], "same parameters: nothing reruns"
+    assert [r.status for r in again] == ["done"] * 3, "same parameters: nothing reruns"
+    assert pipeline.read_state(run_dir)["steps"]["deploy"]["outputs"] == deployed
+
+
+def handover_pipeline(folder: Path, writes: str) -> Path:
+    """make -> use: ``make`` declares output ``thing`` and writes ``writes`` (JSON text)."""
+    from tests.support import make_notebook
+
+    make_notebook(
+        folder / "make.ipynb",
+        'outputs_file: str = ""  # set by the runner\n',
+        f"import pathlib\npathlib.Path(outputs_file).write_text({writes!r})",
+    )
+    make_notebook(
+        folder / "use.ipynb",
+        'inputs: str = "{}"  # set by the runner\n',
+        "import json\nprint('got', json.loads(inputs)['it'])",
+    )
+    path = folder / "handover.yaml"
+    path.write_text(
+        "name: handover\n"
+        "steps:\n"
+        "  - name: make\n"
+        "    notebook: make.ipynb\n"
+        "    outputs: [thing]\n"
+        "  - name: use\n"
+        "    notebook: use.ipynb\n"
+        "    inputs: {it: make.thing}\n"
+    )
+    return path
+
+
+def test_a_step_gets_what_the_step_before_wrote(workspace, tmp_path):
+    pipe = pipeline.load_pipeline(handover_pipeline(tmp_path, '{"thing": [1, "two"]}'))
+    run_dir = pipeline.new_run_dir(pipe)
+    results = pipeline.run_pipeline(pipe, run_dir, track=False, progress=False)
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert "got [1, 'two']" in printed(nbformat.read(run_dir / "02_use.ipynb", as_version=4))
+    assert pipeline.read_state(run_dir)["steps"]["use"]["inputs"] == {"it": [1, "two"]}
+
+
+def test_a_step_that_does_not_write_its_declared_output_fails_the_run(workspace, tmp_path):
+    pipe = pipeline.load_pipeline(handover_pipeline(tmp_path, '{"other": 1}'))
+    results = pipeline.run_pipeline(pipe, pipeline.new_run_dir(pipe), track=False, progress=False)
+    assert [r.status for r in results] == ["failed", "not run"]
+    assert "declared output(s) thing" in results[0].error
+
+
+def test_the_runner_parameters_cannot_be_passed_with_p(workspace, tmp_path):
+    with pytest.raises(ParameterError, match="set by the pipeline runner"):
+        pipeline.load_pipeline(handover_pipeline(tmp_path, "{}"), {"inputs": "{}"})
 
 
 def test_failing_step_stops_the_pipeline_and_resume_reruns_from_it(workspace, tiny):
@@ -256,6 +319,29 @@ BAD_FILES = {
         "      seed: 1\n      seed: 2\n",
         7,
         "not valid YAML: key 'seed' is written twice (first on line 6); keep one of them",
+    ),
+    "an input no step produces": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n"
+        "  - name: b\n    notebook: tiny_b.ipynb\n    inputs: {x: a.table}\n",
+        5,
+        "step 'b': input 'x' comes from 'a.table', which no step produces; write NAME: "
+        "STEP.OUTPUT with one of the outputs the steps declare: none",
+    ),
+    "an input from the step itself": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    outputs: [t]\n"
+        "    inputs: {x: a.t}\n",
+        3,
+        "step 'a': input 'x' comes from the step itself",
+    ),
+    "outputs not a list of names": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    outputs: t\n",
+        3,
+        "step 'a': `outputs` must be a list of names",
+    ),
+    "outputs a notebook cannot write": (
+        "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    outputs: [t]\n",
+        3,
+        "step 'a' declares outputs, but tiny_a has no `outputs_file` parameter",
     ),
     "an after entry that is a list": (
         "name: p\nsteps:\n  - name: a\n    notebook: tiny_a.ipynb\n    after: [[a]]\n",

@@ -3,6 +3,8 @@ the MLflow runs, and nothing on stderr."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from nbtools import checkpoints_passed, exercise_names, exercises_solved, output_text, stderr_text
@@ -29,17 +31,24 @@ def test_other_seed_runs_pipeline_and_backfill_and_tracks_each_step(run_notebook
     assert exercises_solved(nb) == exercise_names(nb) != set(), "each exercise takes its solution"
 
     assert stderr_text(nb) == ""
-    assert checkpoints_passed(nb) == 6
+    assert checkpoints_passed(nb) == 7
     text = output_text(nb)
-    assert "steps this notebook runs: etl -> train" in text
+    assert "steps this notebook runs: etl -> train -> deploy" in text
     assert f"folders in the workspace are named {tag}" in text
-    assert "the train step's seed gap" in text, "the seed noise is computed and checkpointed"
+    assert "is reproduced from the partitions it recorded" in text, "seed noise checkpointed"
+    assert "train read exactly the partitions ETL published" in text
+    assert "which no step produces" in text and "the step order has a cycle" in text
     assert not any(p.exists() for p in stale), "the folders a rerun reuses are emptied first"
     (run_dir,) = (ws / "pipelines" / "daily").iterdir()
     assert run_dir.name == f"06-{tag}", "the run folder is named by the parameters, not the time"
     assert {p.name for p in (ws / "batches").iterdir()} == {f"backfill_06_{tag}"}
     assert {p.name for p in (ws / "by_hand").iterdir()} == {tag}
-    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == ["01_etl.ipynb", "02_train.ipynb"]
+    executed = sorted(p.name for p in run_dir.glob("*.ipynb"))
+    assert executed == ["01_etl.ipynb", "02_train.ipynb", "03_deploy.ipynb"]
+    state = json.loads((run_dir / "pipeline.json").read_text())["steps"]
+    assert state["train"]["inputs"]["train"] == state["etl"]["outputs"]["train"]
+    assert [p["day"] for p in state["etl"]["outputs"]["gate"]] == ["2026-02-11"]
+    assert state["deploy"]["inputs"]["model_version"] == state["train"]["outputs"]["model_version"]
     (results,) = (ws / "batches").glob("backfill_06_*/results.csv")
     table = pd.read_csv(results)
     assert list(table["start_day"]) == ["2026-02-08", "2026-02-09"]
@@ -51,6 +60,6 @@ def test_other_seed_runs_pipeline_and_backfill_and_tracks_each_step(run_notebook
 
     tracking.configure_tracking(experiment="pipelines")
     steps = mlflow.search_runs(experiment_names=["pipelines"], filter_string="tags.status = 'ok'")
-    assert {"etl", "train"} <= set(steps["tags.mlflow.runName"]), "one nested run per step"
+    assert {"etl", "train", "deploy"} <= set(steps["tags.mlflow.runName"]), "a run per step"
     trained = mlflow.search_runs(experiment_names=["daily_pipeline"])
-    assert set(trained["params.seed"]) == {"7", "8"}
+    assert list(trained["params.seed"]) == ["7"], "the train step fits one model"

@@ -20,7 +20,7 @@ def _06_context(tmp_path):
     from mlops_helpers.workbook import pipeline
 
     daily_file = config.project_root() / "pipelines" / "daily.yaml"
-    overrides = {"seed": "5", "n_rows": "300", "start_day": "2026-02-01", "n_days": "1"}
+    overrides = {"seed": "5", "n_rows": "300", "start_day": "2026-02-01", "n_days": "2"}
     steps = pipeline.load_pipeline(daily_file, overrides).steps
     state = {"steps": {s.name: {"status": "ok", "hash": s.fingerprint()} for s in steps}}
     (tmp_path / pipeline.STATE).write_text(json.dumps(state))
