@@ -93,6 +93,9 @@ RULES: dict[str, Rule] = {
     "hours_to_build": Rule(float, "a float from 0.0 to 100000.0", lambda v: 0 <= v <= 100_000),
     "upkeep_hours_per_month": Rule(float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000),
     "gate_days": Rule(int, "an int from 1 to 30", lambda v: 1 <= v <= 30),
+    "drift_from": Rule(str, "'' or a date written YYYY-MM-DD", lambda v: v == "" or _iso_day(v)),
+    "drift_days": Rule(int, "an int from 1 to 366", lambda v: 1 <= v <= 366),
+    "reason": Rule(str, "text of at most 500 characters", lambda v: len(v) <= 500),
     # set by the pipeline runner (mlops_helpers.workbook.pipeline), never typed by a person
     "inputs": Rule(str, "a JSON object of a step's inputs", lambda v: v.lstrip().startswith("{")),
     "outputs_file": Rule(str, "the file a step writes its outputs to"),

@@ -33,13 +33,29 @@ class StepInputError(WorkbookInputError, ValueError):
     """A step was handed inputs it cannot use (missing, or changed since they were made)."""
 
 
-def warehouse(seed: int, n_rows: int, drift: float = 0.0) -> Path:
-    """The workspace folder days of these settings are generated into and published from.
+def drift_on(day: str | dt.date, drift: float, drift_from: str = "", drift_days: int = 1) -> float:
+    """The generator's drift on ``day`` in a world that drifts by ``drift``: from the start
+    (no ``drift_from``), or ramping up over ``drift_days`` days from ``drift_from`` (0 before
+    it, ``drift`` from its last day on), as notebook 07's second scenario does."""
+    if not drift or not drift_from:
+        return float(drift)
+    k = (as_day(day) - as_day(drift_from)).days + 1
+    return round(drift * min(max(k, 0), drift_days) / drift_days, 4)
 
-    Days are generated from ``seed`` and the day alone, so one warehouse holds every day
-    any run asks for: a later run or a backfill publishes more days beside them.
+
+def warehouse(
+    seed: int, n_rows: int, drift: float = 0.0, drift_from: str = "", drift_days: int = 1
+) -> Path:
+    """The workspace folder a world's days are generated into and published from.
+
+    A day is generated from ``seed``, the day and its drift (:func:`drift_on`), so one
+    warehouse holds every day any run asks for: a later run or a backfill publishes more
+    days beside them, and finds the days already published unchanged.
     """
-    return ensure_workspace("warehouse", f"seed={seed}_rows={n_rows}_drift={drift:g}")
+    name = f"seed={seed}_rows={n_rows}_drift={drift:g}"
+    if drift and drift_from:
+        name += f"_from={as_day(drift_from).isoformat()}_over={drift_days}"
+    return ensure_workspace("warehouse", name)
 
 
 def _relative(path: Path) -> str:
@@ -58,16 +74,24 @@ def _inside_workspace(text: str) -> Path:
     return path
 
 
-def publish_day(seed: int, n_rows: int, day: str | dt.date, drift: float = 0.0) -> dict[str, Any]:
-    """Generate (once) and publish one day into the warehouse; skip it when unchanged.
+def publish_day(
+    seed: int,
+    n_rows: int,
+    day: str | dt.date,
+    drift: float = 0.0,
+    drift_from: str = "",
+    drift_days: int = 1,
+) -> dict[str, Any]:
+    """Generate (once) and publish one day into its world's warehouse; skip it when unchanged.
 
     Returns ``{"warehouse", "day", "fingerprint", "status"}`` (status ``published`` or
     ``unchanged``); a day that fails its contract raises, publishing nothing.
     """
     from mlops_helpers import etl
 
-    root = warehouse(seed, n_rows, drift)
-    (the_day,) = write_raw_dataset(root / "raw", seed, n_rows, day, 1, drift=drift)
+    root = warehouse(seed, n_rows, drift, drift_from, drift_days)
+    here = drift_on(day, drift, drift_from, drift_days)
+    (the_day,) = write_raw_dataset(root / "raw", seed, n_rows, day, 1, drift=here)
     report = etl.run_day(root / "raw", root / "out", the_day)
     return {
         "warehouse": _relative(root),
@@ -78,7 +102,14 @@ def publish_day(seed: int, n_rows: int, day: str | dt.date, drift: float = 0.0) 
 
 
 def etl_step(
-    seed: int, n_rows: int, start_day: str, n_days: int, gate_days: int = 1, drift: float = 0.0
+    seed: int,
+    n_rows: int,
+    start_day: str,
+    n_days: int,
+    gate_days: int = 1,
+    drift: float = 0.0,
+    drift_from: str = "",
+    drift_days: int = 1,
 ) -> dict[str, Any]:
     """Publish ``n_days`` days from ``start_day``; the last ``gate_days`` are for the gate.
 
@@ -91,7 +122,8 @@ def etl_step(
             f"gate_days={gate_days} with n_days={n_days}: the gate needs at least one day the "
             "model did not train on and training at least one day; use 1 <= gate_days < n_days"
         )
-    days = [publish_day(seed, n_rows, d, drift) for d in day_range(start_day, n_days)]
+    world = {"drift": drift, "drift_from": drift_from, "drift_days": drift_days}
+    days = [publish_day(seed, n_rows, d, **world) for d in day_range(start_day, n_days)]
     parts = [{"day": d["day"], "fingerprint": d["fingerprint"]} for d in days]
     return {
         "warehouse": days[0]["warehouse"],
@@ -135,8 +167,12 @@ def train_step(
     seed: int,
     C: float = 1.0,
     experiment: str = STEP_EXPERIMENT,
+    reason: str = "",
 ) -> dict[str, Any]:
     """Fit on exactly the ``train`` partitions, log the run with them, register a challenger.
+
+    ``reason`` (why this training ran, e.g. the retraining trigger's) is tagged on the run
+    as ``trigger`` and kept in the registry's alias history.
 
     Returns ``{"model_name", "model_version", "run_id", "data_fingerprint", "train_days",
     "metrics"}``.
@@ -151,10 +187,15 @@ def train_step(
     run_id = tracking.log_training(
         result,
         f"train {span}",
-        tags={"train_days": span, "warehouse": warehouse},
+        tags={
+            "train_days": span,
+            "warehouse": warehouse,
+            **({"trigger": reason} if reason else {}),
+        },
         inputs={"warehouse": warehouse, "train": train},
     )
-    version = registry.register(run_id, model_name, reason=f"trained by the pipeline on {span}")
+    why = f"trained by the pipeline on {span}" + (f": {reason}" if reason else "")
+    version = registry.register(run_id, model_name, reason=why)
     return {
         "model_name": model_name,
         "model_version": version,

@@ -79,3 +79,20 @@ def test_step_inputs_and_outputs_are_json(tmp_path):
 
 def test_days_before_counts_back_from_the_day():
     assert steps.days_before("2026-03-02", 3) == ["2026-02-28", "2026-03-01", "2026-03-02"]
+
+
+def test_a_drift_ramps_up_from_its_first_day_and_stays():
+    ramp = {"drift": 1.0, "drift_from": "2026-01-08", "drift_days": 4}
+    days = ["2026-01-07", "2026-01-08", "2026-01-09", "2026-01-11", "2026-01-20"]
+    assert [steps.drift_on(d, **ramp) for d in days] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert steps.drift_on("2026-01-01", 0.5) == 0.5, "without drift_from: drifted from the start"
+
+
+def test_a_ramped_world_has_its_own_warehouse_and_its_calm_days_match_the_calm_world(workspace):
+    ramp = {"drift": 1.0, "drift_from": "2026-03-02", "drift_days": 2}
+    calm = steps.publish_day(5, 200, "2026-03-01")
+    before = steps.publish_day(5, 200, "2026-03-01", **ramp)
+    drifted = steps.publish_day(5, 200, "2026-03-02", **ramp)
+    assert before["warehouse"] != calm["warehouse"]
+    assert before["fingerprint"] == calm["fingerprint"], "no drift yet: the same day"
+    assert drifted["fingerprint"] != steps.publish_day(5, 200, "2026-03-02")["fingerprint"]
