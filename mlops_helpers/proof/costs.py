@@ -19,6 +19,7 @@ from mlops_helpers.proof.faults import Setup
 AUTOMATION_FILES = {
     "pipeline": (
         "pipelines/daily.yaml",
+        "mlops_helpers/steps.py",  # the step notebooks of pipelines/steps/ only call it
         "mlops_helpers/etl.py",
         "mlops_helpers/workbook/pipeline.py",
     ),
@@ -37,6 +38,7 @@ AUTOMATION_FILES = {
         "tests/integration/test_registry.py",
         "tests/integration/test_serving.py",
         "tests/integration/test_pipeline.py",
+        "tests/unit/test_steps.py",
     ),
 }
 HAND_FILES = ("mlops_helpers/manual.py",)

@@ -62,7 +62,7 @@ CURRICULUM = {
         "Notebook pipeline",
         "1",
         20,
-        "notebooks as pipeline steps under papermill; a parallel backfill on Dask",
+        "step notebooks that hand each other artifacts, under papermill; a parallel backfill on Dask",
     ),
     "07_monitoring_and_retraining": Chapter(
         "Monitoring and retraining",
