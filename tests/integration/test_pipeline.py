@@ -370,6 +370,7 @@ def test_bad_pipeline_file_names_file_and_line_before_anything_runs(workspace, t
         "notebook written as a number",
         "a key written twice",
         "pipeline name a path",
+        "an input no step produces",
     ],
 )
 def test_bad_pipeline_file_exits_2_with_one_line_and_no_traceback(capsys, workspace, tiny, case):
