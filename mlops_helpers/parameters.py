@@ -93,6 +93,7 @@ RULES: dict[str, Rule] = {
     "hours_to_build": Rule(float, "a float from 0.0 to 100000.0", lambda v: 0 <= v <= 100_000),
     "upkeep_hours_per_month": Rule(float, "a float from 0.0 to 1000.0", lambda v: 0 <= v <= 1000),
     "gate_days": Rule(int, "an int from 1 to 30", lambda v: 1 <= v <= 30),
+    "window": Rule(int, "an int from 1 to 60", lambda v: 1 <= v <= 60),
     "drift_from": Rule(str, "'' or a date written YYYY-MM-DD", lambda v: v == "" or _iso_day(v)),
     "drift_days": Rule(int, "an int from 1 to 366", lambda v: 1 <= v <= 366),
     "reason": Rule(str, "text of at most 500 characters", lambda v: len(v) <= 500),

@@ -82,6 +82,12 @@ CURRICULUM = {
         20,
         "the business case, measured live: faults caught, time to detect and recover, steps",
     ),
+    "10_orchestrator": Chapter(
+        "The pipeline on an orchestrator",
+        "1-2",
+        20,
+        "the steps as Dagster assets of daily partitions: a backfill, a drift sensor, retries",
+    ),
 }
 
 

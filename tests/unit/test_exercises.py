@@ -28,7 +28,7 @@ def refused(name, answer, case_words: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "name", ["01.1", "02.2", "03.3", "04.2", "05.2", "06.2", "07.2", "08.3", "09.3"]
+    "name", ["01.1", "02.2", "03.3", "04.2", "05.2", "06.2", "07.2", "08.3", "09.3", "10.2"]
 )
 def test_the_worked_solution_passes_and_the_placeholder_is_not_attempted(name):
     accepted, text = check_exercise(name, worked_solution(name))
@@ -318,3 +318,36 @@ def test_09_3_whole_months_only_is_refused():
         return float(math.ceil(worked_solution("09.3")(**kwargs)))
 
     refused("09.3", rounded_up, "a team with two faults a month")
+
+
+# 10.2 the days trained_model[day] reads ------------------------------------------------
+
+
+def _days(end, window):
+    import datetime as dt
+
+    last = dt.date.fromisoformat(end)
+    return [last - dt.timedelta(days=k) for k in range(window, 0, -1)]
+
+
+def test_10_2_the_day_itself_is_never_trained_on():
+    def with_day(day, window):
+        return [d.isoformat() for d in _days(day, window - 1)] + [day]
+
+    refused("10.2", with_day, "a week's window")
+
+
+def test_10_2_newest_first_is_not_the_order():
+    refused("10.2", lambda day, window: [d.isoformat() for d in _days(day, window)][::-1], "week")
+
+
+def test_10_2_dates_are_text_not_date_objects():
+    refused("10.2", _days, "a week's window")
+
+
+def test_10_2_ignoring_the_calendar_breaks_at_a_month_end():
+    def naive(day, window):
+        y, m, d = day.split("-")
+        return [f"{y}-{m}-{int(d) - k:02d}" for k in range(window, 0, -1)]
+
+    refused("10.2", naive, "a window across a month's end")

@@ -118,6 +118,11 @@ CASES = {
         lambda c: (8, 1),
         lambda c: (2, 1),  # counted the faults, not the steps
     ),
+    "10.1": (
+        lambda _: {},
+        lambda c: 6,
+        lambda c: 9,  # every partition of the backfill, the first `window` too
+    ),
 }
 
 

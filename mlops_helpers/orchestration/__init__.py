@@ -1,0 +1,1 @@
+"""The daily pipeline on Dagster."""
