@@ -18,7 +18,7 @@ export MLFLOW_LOGGING_LEVEL := WARNING
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: help install doctor run lab browser test test-unit test-notebooks test-lab lint format notebooks lock mlflow-server bench clean clean-workspace
+.PHONY: help install doctor run lab browser test test-unit test-notebooks test-lab lint format notebooks lock mlflow-server orchestrator bench clean clean-workspace
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ notebooks: install ## re-execute the committed notebooks in place (stored output
 # three (numpy 2.5 and scipy 1.18 need 3.12 and are not taken) and nbval's outputs are the same.
 lock: install ## re-resolve requirements/test.lock from pyproject.toml (needs the network)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header --quiet --excludes requirements/excludes.txt -o requirements/test.lock
+
+orchestrator: install ## run the Dagster UI and daemon on 127.0.0.1:3070 with the daily pipeline (instance in the workspace)
+	$(BIN)/mlops-workbook orchestrator $(ARGS)
 
 bench: install ## run every benchmark and write benchmarks/RESULTS.md (about 20 minutes on 2 cores)
 	$(BIN)/python benchmarks/run_all.py

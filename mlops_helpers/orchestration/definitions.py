@@ -192,7 +192,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     job = dg.define_asset_job(
         JOB,
         selection=[published_day, trained_model, champion],
-        partitions_def=partitions,
         description="Publish day D, train on the days before it, deploy that version gated on D.",
     )
     schedule = dg.build_schedule_from_partitioned_job(job, name="daily_schedule")

@@ -1,5 +1,5 @@
 """The ``mlops-workbook`` command: run, params, refresh, deploy, serve, pipeline, batch,
-tracking-server and doctor."""
+tracking-server, orchestrator, backfill and doctor."""
 
 from __future__ import annotations
 
@@ -300,6 +300,94 @@ def cmd_tracking_server(args: argparse.Namespace) -> int:
         return 0
 
 
+def _day(text: str) -> str:
+    """argparse type: a day written YYYY-MM-DD, or a message that says so."""
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a day written YYYY-MM-DD, got {text!r}"
+        ) from None
+
+
+def cmd_orchestrator(args: argparse.Namespace) -> int:
+    """Run the Dagster UI and daemon (``dagster dev``) on 127.0.0.1 over the daily pipeline's
+    definitions, with DAGSTER_HOME in the workspace, until interrupted."""
+    import signal
+    import subprocess
+
+    from mlops_helpers.orchestration import home, settings
+    from mlops_helpers.workbook import processes
+
+    loaded = settings.load_settings(args.settings)  # SpecError (exit 2) before anything
+    processes.check_port_free(args.port)  # PortInUse (exit 2)
+    claim_workspace()  # its runs publish, register and promote, as a pipeline does
+    env = processes.venv_env(
+        {
+            **home.dagster_env(),
+            settings.SETTINGS_ENV: loaded.source,
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+    )
+    dagster = str(Path(sys.executable).parent / "dagster")
+    command = [dagster, "dev", "-m", "mlops_helpers.orchestration.definitions",
+               "-h", processes.HOST, "-p", str(args.port)]  # fmt: skip
+    from mlops_helpers.config import show_path
+
+    print(f"Dagster UI and daemon: http://{processes.HOST}:{args.port}   (Ctrl-C to stop)")
+    print(
+        f"DAGSTER_HOME: {show_path(Path(env['DAGSTER_HOME']))}  settings: {show_path(Path(loaded.source))}"
+    )
+    print(f"  {' '.join(['dagster', *command[1:]])}", flush=True)
+    process = subprocess.Popen(command, env=env, cwd=env["DAGSTER_HOME"], start_new_session=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: dagster dev stops its webserver and daemon
+        print("stopping")
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Materialize the daily job's partitions from --from to --to, one run per day in order;
+    exit 1 naming the day whose run failed."""
+    from mlops_helpers.orchestration import backfill, settings
+
+    loaded = settings.load_settings(args.settings)  # SpecError (exit 2) before anything
+    plan = backfill.plan_backfill(loaded, args.first, args.last)  # BackfillError (exit 2)
+    claim_workspace()
+    how = (
+        f"multiprocess executor, max_concurrent {args.workers}"
+        if args.workers > 1
+        else "in-process executor, steps one after another"
+    )
+    print(f"backfill of job daily: {len(plan.days)} days {args.first}..{args.last} ({how})")
+    print(f"{'day':<10}  {'run':<6}  {'seconds':>8}  what came out", flush=True)
+    start = time.perf_counter()
+    results = backfill.run_backfill(
+        loaded, args.first, args.last, args.workers, say=lambda line: print(line, flush=True)
+    )
+    ok = sum(r.success for r in results)
+    print(f"\n{ok} of {len(results)} runs succeeded in {time.perf_counter() - start:.1f} s")
+    failed = [r for r in results if not r.success]
+    if failed:
+        print(f"FAILED {failed[0].day}: {failed[0].error}", file=sys.stderr)
+        print(
+            f"fix it, then: mlops-workbook backfill --from {failed[0].day} --to {args.last}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check this machine for the workbook: one OK or FIX line per check; exit 1 on any FIX."""
     from mlops_helpers.workbook import doctor
@@ -439,6 +527,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--port", type=_port, default=5000, help="port (default 5000)")
     server.set_defaults(func=cmd_tracking_server)
+    orchestrator = sub.add_parser(
+        "orchestrator",
+        help="run the Dagster UI and daemon on 127.0.0.1 over the daily pipeline's assets",
+        description="dagster dev on mlops_helpers.orchestration.definitions, loopback only, "
+        "DAGSTER_HOME in the workspace (telemetry off). Exit codes: 2 for a port in use or a "
+        "wrong settings file, before anything starts.",
+    )
+    orchestrator.add_argument("--port", type=_port, default=3070, help="port (default 3070)")
+    backfill = sub.add_parser(
+        "backfill",
+        help="materialize the daily job's partitions over a range of days (Dagster)",
+        description="One Dagster run per day, oldest first; within a day published_day and "
+        "trained_model run at once on the multiprocess executor (--workers). The window days "
+        "before --from that are not published yet are published first. Exit codes: 0 every "
+        "run succeeded, 1 a run failed, 2 bad input (an empty or reversed range, days outside "
+        "the partitions, a wrong settings file), before anything runs.",
+    )
+    backfill.add_argument("--from", dest="first", type=_day, required=True, help="first day")
+    backfill.add_argument("--to", dest="last", type=_day, required=True, help="last day")
+    backfill.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=2,
+        help="steps of a day's run at once (default 2; 1: in process, one after another)",
+    )
+    for command in (orchestrator, backfill):
+        command.add_argument(
+            "--settings",
+            help="settings file (default: $MLOPS_ORCHESTRATOR_SETTINGS, else "
+            "pipelines/orchestrator.yaml)",
+        )
+    orchestrator.set_defaults(func=cmd_orchestrator)
+    backfill.set_defaults(func=cmd_backfill)
     doctor = sub.add_parser(
         "doctor",
         help="check Python, packages, the python3 kernel, workspace, tracking store and port",

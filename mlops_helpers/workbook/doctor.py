@@ -403,6 +403,22 @@ def check_telemetry() -> Check:
     return Check("telemetry", True, f"off: the workbook sets {key}=true before MLflow loads{note}")
 
 
+# -- orchestrator -----------------------------------------------------------------------
+
+
+def check_orchestrator() -> Check:
+    """The Dagster definitions load and validate, and DAGSTER_HOME is usable
+    (:func:`mlops_helpers.orchestration.doctor_check`)."""
+    from mlops_helpers import orchestration
+
+    parts = orchestration.doctor_check()
+    wrong = [(name, detail, fix) for name, ok, detail, fix in parts if not ok]
+    if wrong:
+        name, detail, fix = wrong[0]
+        return Check("orchestrator", False, f"{name}: {detail}", fix)
+    return Check("orchestrator", True, "; ".join(detail for _, _, detail, _ in parts))
+
+
 CHECKS: tuple[Callable[[], Check], ...] = (
     check_python,
     check_packages,
@@ -411,6 +427,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_tracking,
     check_serving,
     check_telemetry,
+    check_orchestrator,
 )
 
 

@@ -433,6 +433,7 @@ def test_doctor_command_is_all_ok_here_fast_and_creates_nothing(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert [ln.split()[1] for ln in lines] == [
         "python", "packages", "kernel", "workspace", "tracking", "serving", "telemetry",
+        "orchestrator",
     ]  # fmt: skip
     assert all(ln.startswith("OK    ") for ln in lines), done.stdout
     assert done.stdout.rstrip().endswith("all checks OK") and not done.stderr
@@ -447,4 +448,4 @@ def test_doctor_command_exits_1_and_says_how_to_fix(capsys, workspace, monkeypat
     code = cli.main(["doctor", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FIX   tracking" in out and "make" in out and "1 of 7 checks need a fix" in out
+    assert "FIX   tracking" in out and "make" in out and "1 of 8 checks need a fix" in out
