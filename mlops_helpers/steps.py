@@ -231,12 +231,6 @@ def deploy_step(
     }
 
 
-def days_before(day: str | dt.date, n_days: int) -> list[str]:
-    """The ``n_days`` days ending with ``day``, oldest first, as ``YYYY-MM-DD``."""
-    first = as_day(day) - dt.timedelta(days=n_days - 1)
-    return [d.isoformat() for d in day_range(first, n_days)]
-
-
 def read_inputs(text: str) -> dict[str, Any]:
     """A step notebook's ``inputs`` parameter: the JSON object the runner passes."""
     try:

@@ -77,10 +77,6 @@ def test_step_inputs_and_outputs_are_json(tmp_path):
     assert steps.write_outputs("", {"c": 3}) == {"c": 3}, "outside a pipeline: nothing written"
 
 
-def test_days_before_counts_back_from_the_day():
-    assert steps.days_before("2026-03-02", 3) == ["2026-02-28", "2026-03-01", "2026-03-02"]
-
-
 def test_a_drift_ramps_up_from_its_first_day_and_stays():
     ramp = {"drift": 1.0, "drift_from": "2026-01-08", "drift_days": 4}
     days = ["2026-01-07", "2026-01-08", "2026-01-09", "2026-01-11", "2026-01-20"]
