@@ -70,6 +70,18 @@ BENCHMARKS = [
         ["--requests", "2000"],
         ["--requests", "300"],
     ),
+    (
+        "Dagster's overhead per step against calling the step directly",
+        "orchestrator_overhead.py",
+        ["--rows", "2000", "--repeats", "5"],
+        ["--rows", "500", "--repeats", "1"],
+    ),
+    (
+        "A 30-day backfill on Dagster: pipelined over 2 processes against one day after another",
+        "orchestrator_backfill.py",
+        ["--days", "30", "--rows", "100000"],
+        ["--days", "3", "--rows", "2000"],
+    ),
     ("Fresh set-up and make test", "setup_and_test.py", [], ["--skip-test"]),
 ]
 

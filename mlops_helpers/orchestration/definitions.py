@@ -204,10 +204,4 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-def daily_job() -> dg.JobDefinition:
-    """The ``daily`` job of :data:`defs` (for :func:`dagster.reconstructable`: the
-    multiprocess executor's step processes import this module and rebuild it)."""
-    return defs.resolve_job_def(JOB)
-
-
 defs = build_definitions(load_settings())

@@ -365,9 +365,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     plan = backfill.plan_backfill(loaded, args.first, args.last)  # BackfillError (exit 2)
     claim_workspace()
     how = (
-        f"multiprocess executor, max_concurrent {args.workers}"
+        "pipelined: a second process publishes and trains ahead, champions here in day order"
         if args.workers > 1
-        else "in-process executor, steps one after another"
+        else "the whole job for one day after another, in process"
     )
     print(f"backfill of job daily: {len(plan.days)} days {args.first}..{args.last} ({how})")
     print(f"{'day':<10}  {'run':<6}  {'seconds':>8}  what came out", flush=True)
@@ -538,8 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser(
         "backfill",
         help="materialize the daily job's partitions over a range of days (Dagster)",
-        description="One Dagster run per day, oldest first; within a day published_day and "
-        "trained_model run at once on the multiprocess executor (--workers). The window days "
+        description="Dagster runs for each day, oldest first; with --workers 2 a second process runs "
+        "published_day and trained_model for the days ahead while champion[D] runs here in "
+        "day order (it gates against what D-1 left). The window days "
         "before --from that are not published yet are published first. Exit codes: 0 every "
         "run succeeded, 1 a run failed, 2 bad input (an empty or reversed range, days outside "
         "the partitions, a wrong settings file), before anything runs.",
@@ -550,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_worker_count,
         default=2,
-        help="steps of a day's run at once (default 2; 1: in process, one after another)",
+        help="2 (default): publish and train ahead in a second process; 1: one day after another",
     )
     for command in (orchestrator, backfill):
         command.add_argument(
