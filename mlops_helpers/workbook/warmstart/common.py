@@ -41,6 +41,12 @@ PRELOAD = (
     "mlflow.models",
     "mlflow.pyfunc",
     "mlflow.sklearn",
+    # the sqlite tracking and registry stores (sqlalchemy, alembic): what a kernel's first
+    # configure_tracking imports, a half-second of each kernel that tracks
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "alembic.command",
+    "alembic.runtime.migration",
     "pandera.pandas",
     "yaml",
     "nbformat",
