@@ -2,9 +2,10 @@
 
 Per numeric feature: the population stability index (PSI, on the reference's deciles)
 and the two-sample Kolmogorov-Smirnov statistic; per categorical feature: PSI on the
-category shares. A feature drifts when its PSI crosses ``psi_threshold`` (0.2 is the
-usual "significant shift" line; 0.1 to 0.2 is "watch"). Retraining triggers when any
-feature drifts.
+category shares. A feature drifts when its PSI crosses its threshold: ``psi_threshold``
+(0.2 is the usual "significant shift" line; 0.1 to 0.2 is "watch"), or, on a day too small
+for that line, the PSI that sampling noise alone reaches on a day of that size (see
+:func:`noise_psi`). Retraining triggers when any feature drifts.
 
 Monitoring runs per day: ``daily_drift`` and ``daily_quality`` score each new labelled day
 against the reference and the champion, and ``retrain_if_triggered`` is the retraining job:
@@ -32,9 +33,12 @@ from mlops_helpers.training import (
 )
 
 EPS = 1e-4
-# Below this many rows a day, sampling noise alone pushes PSI towards the 0.2 threshold
-# (measured: a no-drift day of 300 rows reaches 0.19, of 500 rows 0.09, of 1000 rows 0.06).
-MIN_ROWS_PER_DAY = 500
+# Fewer rows a day than this and noise_psi is so high that only an enormous shift would show.
+MIN_ROWS_PER_DAY = 100
+# Per feature, so that over a day's ten features an unchanged day raises an alarm about once
+# in 100 days (0.01 / 10, Bonferroni); drawn often enough to estimate that tail.
+NOISE_QUANTILE = 0.999
+NOISE_DRAWS = 10_000
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -57,6 +61,39 @@ def numeric_psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> flo
     return psi(ref_share, cur_share)
 
 
+def _shares(reference: pd.Series, bins: int = 10) -> np.ndarray:
+    """The reference's shares over the bins :func:`numeric_psi` or :func:`categorical_psi`
+    cuts it into (a numeric feature's deciles, a categorical feature's categories)."""
+    values = reference.dropna()
+    if values.dtype.kind in "biuf":
+        ref = values.to_numpy(dtype=float)
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+        if len(edges) >= 3:
+            edges[0], edges[-1] = -np.inf, np.inf
+            return np.histogram(ref, edges)[0] / max(len(ref), 1)
+        values = values.astype(str)
+    return values.value_counts(normalize=True).to_numpy()
+
+
+def noise_psi(reference: pd.Series, n_current: int, seed: int = 0) -> float:
+    """The PSI that sampling noise alone reaches, at :data:`NOISE_QUANTILE`, between a
+    reference of ``len(reference)`` rows and an unchanged day of ``n_current`` rows.
+
+    Simulated, not assumed: both sides are drawn from the reference's own bin shares
+    (multinomial counts, :data:`NOISE_DRAWS` times, seeded), then scored as PSI scores them,
+    empty bins included (they, not the chi-squared approximation, dominate small days).
+    Grows as the day shrinks, roughly as 1/n; above the usual 0.2 only on days of about 150
+    rows or fewer (against a training window of 6,000).
+    """
+    shares = _shares(reference)
+    rng = np.random.default_rng(seed)
+    n_ref = max(int(reference.notna().sum()), 1)
+    ref = rng.multinomial(n_ref, shares, size=NOISE_DRAWS) / n_ref
+    cur = rng.multinomial(max(n_current, 1), shares, size=NOISE_DRAWS) / max(n_current, 1)
+    e, a = np.clip(ref, EPS, None), np.clip(cur, EPS, None)
+    return float(np.quantile(np.sum((a - e) * np.log(a / e), axis=1), NOISE_QUANTILE))
+
+
 def categorical_psi(reference: pd.Series, current: pd.Series) -> float:
     """PSI of a categorical feature on the union of categories seen."""
     ref = reference.value_counts(normalize=True)
@@ -69,9 +106,11 @@ def categorical_psi(reference: pd.Series, current: pd.Series) -> float:
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    """When a feature counts as drifted."""
+    """When a feature counts as drifted: its PSI above ``psi_threshold``, or above what
+    sampling noise reaches on a day of its size when that is higher (``size_aware``)."""
 
     psi_threshold: float = 0.2
+    size_aware: bool = True
 
 
 def drift_report(
@@ -79,7 +118,8 @@ def drift_report(
     current: pd.DataFrame,
     thresholds: DriftThresholds | None = None,
 ) -> pd.DataFrame:
-    """One row per feature: kind, PSI, KS statistic and p-value (numeric), drifted."""
+    """One row per feature: kind, PSI, KS statistic and p-value (numeric), the threshold
+    the PSI is held to (see :class:`DriftThresholds`), drifted."""
     limits = thresholds or DriftThresholds()
     missing = [c for c in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES) if c not in current]
     if missing:
@@ -105,7 +145,13 @@ def drift_report(
             ("categorical", name, categorical_psi(reference[name], current[name]), np.nan, np.nan)
         )
     report = pd.DataFrame(rows, columns=["kind", "feature", "psi", "ks_stat", "ks_pvalue"])
-    report["drifted"] = report["psi"] > limits.psi_threshold
+    report["threshold"] = [
+        max(limits.psi_threshold, noise_psi(reference[f], len(current)))
+        if limits.size_aware
+        else limits.psi_threshold
+        for f in report["feature"]
+    ]
+    report["drifted"] = report["psi"] > report["threshold"]
     return report.set_index("feature")
 
 
@@ -140,7 +186,8 @@ def check_rows_per_day(n_rows: int) -> int:
     if n_rows < MIN_ROWS_PER_DAY:
         raise ParameterError(
             f"parameter n_rows must be at least {MIN_ROWS_PER_DAY} to monitor drift, got "
-            f"{n_rows}: on smaller days sampling noise alone moves PSI close to the threshold"
+            f"{n_rows}: on smaller days sampling noise alone reaches a PSI that hides any "
+            "real shift"
         )
     return n_rows
 

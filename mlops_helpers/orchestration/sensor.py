@@ -128,7 +128,7 @@ def decide(settings: Settings, instance: dg.DagsterInstance, cursor: str | None)
         calm = monitoring.retrain_trigger(daily)
         return Decision(
             skip=f"calm: {calm.reason()} on {compared} against champion v{version}'s training "
-            f"days {span} (PSI threshold {settings.psi_threshold:g})",
+            f"days {span} (PSI threshold {settings.psi_threshold:g}, higher on a day too small for it)",
             requested=requested,
         )
     new = [d for d in reasons if d not in requested]
@@ -153,7 +153,8 @@ def build_sensor(settings: Settings, job: dg.UnresolvedAssetJobDefinition) -> dg
         job=job,
         minimum_interval_seconds=settings.sensor_interval,
         description="Requests a run of the daily job for a published day that drifted from "
-        f"the champion's training days (PSI above {settings.psi_threshold:g}, the latest "
+        f"the champion's training days (PSI above {settings.psi_threshold:g}, or above the "
+        "noise of a smaller day; the latest "
         f"{settings.recent_days} days); once per day (cursor).",
     )
     def drift_sensor(context: dg.SensorEvaluationContext):

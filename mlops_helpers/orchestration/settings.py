@@ -23,8 +23,8 @@ from mlops_helpers.workbook import specs
 
 SETTINGS_ENV = "MLOPS_ORCHESTRATOR_SETTINGS"  # another settings file (tests, a learner's copy)
 # monitoring.MIN_ROWS_PER_DAY, repeated so that reading settings imports no pandas or scipy
-# (tests/unit/test_orchestration_settings.py keeps the two equal)
-MIN_ROWS_PER_DAY = 500
+# (tests/unit/test_monitoring.py keeps the two equal)
+MIN_ROWS_PER_DAY = 100
 
 
 def default_path() -> Path:
@@ -181,7 +181,7 @@ def _check_together(settings: Settings, path: Path, lines: dict) -> None:
         raise specs.SpecError(
             f"{path}:{lines.get(('n_rows',), '?')}: n_rows must be at least {MIN_ROWS_PER_DAY} "
             f"for the drift sensor, got {settings.n_rows}: on smaller days sampling noise "
-            "alone moves PSI close to the threshold"
+            "alone reaches a PSI that hides any real shift"
         )
     if dt.date.fromisoformat(settings.start_day) >= dt.date.today():
         raise specs.SpecError(

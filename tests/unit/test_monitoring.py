@@ -166,6 +166,49 @@ def test_no_trigger_retrains_nothing_and_touches_no_store(monkeypatch, reference
 def test_days_too_small_to_monitor_are_refused():
     assert monitoring.check_rows_per_day(monitoring.MIN_ROWS_PER_DAY) == monitoring.MIN_ROWS_PER_DAY
     with pytest.raises(
-        ParameterError, match="n_rows must be at least 500 to monitor drift, got 100"
+        ParameterError, match="n_rows must be at least 100 to monitor drift, got 50"
     ):
-        monitoring.check_rows_per_day(100)
+        monitoring.check_rows_per_day(50)
+
+
+def test_the_noise_threshold_grows_as_the_day_shrinks_and_is_reproducible(reference):
+    noise = {n: monitoring.noise_psi(reference["page_load_ms"], n) for n in (100, 300, 1000)}
+    assert noise[100] > 0.2 > noise[300] > noise[1000] > 0.0, noise
+    assert noise[100] == monitoring.noise_psi(reference["page_load_ms"], 100), "seeded"
+    assert monitoring.noise_psi(reference["device"], 100) > 0.0, "categorical features too"
+
+
+@pytest.fixture(scope="module")
+def small_days(reference):
+    """Twenty unchanged days of 100 rows after the reference, one table each."""
+    table = etl.build_training_table(42, 100, "2026-01-08", 20)
+    return [day for _, day in table.groupby(table["ts"].dt.date)]
+
+
+def test_small_unchanged_days_raise_alarms_at_02_but_not_at_their_own_noise(reference, small_days):
+    fixed = monitoring.DriftThresholds(0.2, size_aware=False)
+    false_at_02 = sum(
+        monitoring.drift_report(reference, d, fixed)["drifted"].any() for d in small_days
+    )
+    reports = [monitoring.drift_report(reference, d) for d in small_days]
+    assert false_at_02 >= 2, "the fixed line turns a small day's noise into alarms"
+    assert sum(r["drifted"].any() for r in reports) <= 1, "about 1 day in 100 by design"
+    assert all((r["threshold"] >= 0.2).all() for r in reports)
+    assert all((r["threshold"] > 0.2).any() for r in reports), "raised where noise is higher"
+
+
+def test_a_real_shift_on_a_small_day_is_still_caught(reference):
+    drifted = etl.build_training_table(42, 100, "2026-01-30", 1, drift=1.0)
+    report = monitoring.drift_report(reference, drifted)
+    assert monitoring.retrain_trigger(report).retrain, report[["psi", "threshold"]]
+
+
+def test_on_large_days_the_threshold_is_the_usual_line(reference, new_days):
+    report = monitoring.drift_report(reference, new_days["2026-01-08"])
+    assert (report["threshold"] == 0.2).all(), "3000 rows: the noise is far below 0.2"
+
+
+def test_the_orchestrator_settings_refuse_the_same_small_days():
+    from mlops_helpers.orchestration import settings
+
+    assert settings.MIN_ROWS_PER_DAY == monitoring.MIN_ROWS_PER_DAY
