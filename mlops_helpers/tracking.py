@@ -469,6 +469,7 @@ def log_training(
                 "data_fingerprint": result.data_fingerprint,
                 "n_train": str(result.n_train),
                 "n_test": str(result.n_test),
+                **dict(zip(("data_first_day", "data_last_day"), result.data_days, strict=False)),
                 **(tags or {}),
             }
         )

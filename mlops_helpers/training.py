@@ -44,6 +44,7 @@ class TrainResult:
     n_train: int
     n_test: int
     test_frame: pd.DataFrame = field(repr=False)
+    data_days: tuple[str, ...] = ()  # first and last day of the data (its ``ts``), if it has one
 
 
 def check_training_frame(df: pd.DataFrame) -> None:
@@ -127,7 +128,16 @@ def fit_and_evaluate(
         n_train=len(train),
         n_test=len(test),
         test_frame=test.reset_index(drop=True),
+        data_days=_days(df),
     )
+
+
+def _days(df: pd.DataFrame) -> tuple[str, ...]:
+    """``(first, last)`` ISO day of ``df["ts"]``; empty without timestamps."""
+    if "ts" not in df or df["ts"].isna().all():
+        return ()
+    ts = pd.to_datetime(df["ts"])
+    return (ts.min().date().isoformat(), ts.max().date().isoformat())
 
 
 def predict_proba(model: Pipeline, df: pd.DataFrame) -> np.ndarray:
