@@ -403,11 +403,21 @@ def deploy(
 
     A failure anywhere leaves ``champion`` where it was. A kill anywhere leaves it where it
     was or on a verified version; rerunning finishes (clears ``challenger``). ``progress``
-    gets one line per finished step.
+    gets one line per finished step. Whatever the outcome, the version's model card is
+    written last from the evidence just recorded (:mod:`mlops_helpers.model_card`).
     """
-    say = progress or (lambda line: None)
+    from mlops_helpers import model_card
+
     version = registry.check_version(name, version)
     check_model_files(name, version)
+    report = _deploy(name, version, eval_frame, thresholds, smoke_rows, latency_budget_ms, progress)
+    model_card.log_model_card(name, version)
+    return report
+
+
+def _deploy(name, version, eval_frame, thresholds, smoke_rows, latency_budget_ms, progress):
+    """The steps of :func:`deploy` after its checks: gate, serve, smoke test, promote."""
+    say = progress or (lambda line: None)
     timer = time.perf_counter()
     seconds: dict[str, float] = {}
 

@@ -216,12 +216,11 @@ def deploy_step(
     Returns ``{"model_name", "model_version", "status", "failed_step", "champion",
     "message"}``.
     """
-    from mlops_helpers import model_card, serving, tracking
+    from mlops_helpers import serving, tracking
 
     table = read_exactly(warehouse, gate)
     tracking.configure_tracking(experiment=STEP_EXPERIMENT)
     report = serving.deploy(model_name, model_version, table)
-    model_card.log_model_card(model_name, model_version)  # deployed or blocked: its evidence
     return {
         "model_name": model_name,
         "model_version": str(model_version),

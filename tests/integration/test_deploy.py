@@ -49,6 +49,17 @@ class TestGoodChallenger:
         assert registry.current_version(name, registry.CHALLENGER) is None
         assert registry.describe(name)["why"].startswith("passed the gate and the smoke test")
 
+    def test_its_model_card_is_written_with_the_deploy_outcome(self, deployed):
+        import mlflow
+
+        from mlops_helpers import model_card
+
+        name, _, version, _, _ = deployed
+        uri = registry.client().get_model_version(name, version).tags[model_card.CARD_TAG]
+        card = mlflow.artifacts.load_text(uri)
+        assert f"# Model card: {name} version {version}" in card
+        assert "Serving as: champion." in card and "\n## Smoke test\n\npassed: " in card
+
     def test_the_candidate_was_served_from_its_own_version_before_champion_moved(self, deployed):
         name, _, version, _, lines = deployed
         tags = registry.client().get_model_version(name, version).tags
