@@ -4,6 +4,7 @@ one run folder."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -65,6 +66,22 @@ def describe_failure(exc: Exception) -> str:
 KERNEL_NEVER_READY = "Kernel died before replying to kernel_info"
 
 
+class RetriedKernelStart(logging.Filter):
+    """Drops nbclient's log line (through papermill's logger) for a kernel that died before
+    it answered: :func:`execute_notebook` starts it once more, and a second failure raises
+    with the same message, so the line only put a false error on the caller's stderr (a
+    learner's cell that runs a pipeline, say)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return KERNEL_NEVER_READY not in record.getMessage()
+
+
+def _quiet_retried_kernel_starts() -> None:
+    log = logging.getLogger("papermill")
+    if not any(isinstance(f, RetriedKernelStart) for f in log.filters):
+        log.addFilter(RetriedKernelStart())
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
     """Execute one notebook with papermill (kernel ``python3``, cwd = notebooks folder),
     in a warm kernel unless warm starts are off (:func:`mlops_helpers.workbook.warmstart.enable_here`).
@@ -82,6 +99,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
     warmstart.enable_here()
     apply_mlflow_env()
     mark_headless()
+    _quiet_retried_kernel_starts()
     for attempt in (1, 2):
         try:
             papermill.execute_notebook(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -228,13 +229,26 @@ def test_a_kernel_that_dies_before_answering_is_started_once_more(
     def papermill_execute(*args, **kwargs):
         seen.append(kwargs["kernel_name"])
         if len(seen) <= failures:
+            # what nbclient logs, through papermill's logger, before it raises
+            logging.getLogger("papermill").error(f"Error occurred while starting: {message}")
             raise RuntimeError(message)
 
     monkeypatch.setattr(papermill, "execute_notebook", papermill_execute)
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("papermill").addHandler(handler)
     nb = make_notebook(tmp_path / "60_any.ipynb", "seed: int = 1", "x = 1")
-    if raises:
-        with pytest.raises(RuntimeError, match=re.escape(message)):
+    try:
+        if raises:
+            with pytest.raises(RuntimeError, match=re.escape(message)):
+                execute.execute_notebook(nb, tmp_path / "out.ipynb", {})
+        else:
             execute.execute_notebook(nb, tmp_path / "out.ipynb", {})
-    else:
-        execute.execute_notebook(nb, tmp_path / "out.ipynb", {})
+    finally:
+        logging.getLogger("papermill").removeHandler(handler)
     assert seen == [execute.KERNEL] * calls
+    retried = message == execute.KERNEL_NEVER_READY
+    assert logged == ([] if retried else [f"Error occurred while starting: {message}"] * calls), (
+        "a start that is retried puts no error on the caller's stderr; other errors stay"
+    )
