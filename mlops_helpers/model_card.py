@@ -59,6 +59,11 @@ def _gate_section(client, tags: dict) -> tuple[list[str], int | None]:
 def model_card(name: str, version: object) -> str:
     """The card of ``name`` version ``version`` as Markdown (ModelNotFound for a version
     that does not exist)."""
+    return _card(name, version)[0]
+
+
+def _card(name: str, version: object) -> tuple[str, str]:
+    """The card, and the run id of the version's training run it belongs to."""
     version = registry.check_version(name, version)
     client = registry.client()
     mv = client.get_model_version(name, version)
@@ -127,16 +132,14 @@ def model_card(name: str, version: object) -> str:
         "slice can hide in the overall metric.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines), mv.run_id
 
 
 def log_model_card(name: str, version: object) -> str:
     """Write the card to the version's training run as ``model_card.md``, tag the version
     with its URI (``model_card``), and return the card."""
-    version = registry.check_version(name, version)
-    card = model_card(name, version)
+    card, run_id = _card(name, version)
     client = registry.client()
-    run_id = client.get_model_version(name, version).run_id
     client.log_text(run_id, card, CARD_ARTIFACT)
-    client.set_model_version_tag(name, version, CARD_TAG, f"runs:/{run_id}/{CARD_ARTIFACT}")
+    client.set_model_version_tag(name, str(version), CARD_TAG, f"runs:/{run_id}/{CARD_ARTIFACT}")
     return card

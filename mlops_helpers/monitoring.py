@@ -15,6 +15,7 @@ the registry's gate.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,14 +49,23 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _edges(ref: np.ndarray, bins: int) -> np.ndarray | None:
+    """The reference's quantile bin edges, open at both ends; None for a (nearly) constant
+    reference, whose values are then compared as categories."""
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 3:
+        return None
+    edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
 def numeric_psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
     """PSI of a numeric feature on the reference's quantile bins."""
     ref = reference.dropna().to_numpy(dtype=float)
     cur = current.dropna().to_numpy(dtype=float)
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 3:  # a (nearly) constant reference: compare its values directly
+    edges = _edges(ref, bins)
+    if edges is None:
         return categorical_psi(reference.astype(str), current.astype(str))
-    edges[0], edges[-1] = -np.inf, np.inf
     ref_share = np.histogram(ref, edges)[0] / max(len(ref), 1)
     cur_share = np.histogram(cur, edges)[0] / max(len(cur), 1)
     return psi(ref_share, cur_share)
@@ -67,9 +77,8 @@ def _shares(reference: pd.Series, bins: int = 10) -> np.ndarray:
     values = reference.dropna()
     if values.dtype.kind in "biuf":
         ref = values.to_numpy(dtype=float)
-        edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-        if len(edges) >= 3:
-            edges[0], edges[-1] = -np.inf, np.inf
+        edges = _edges(ref, bins)
+        if edges is not None:
             return np.histogram(ref, edges)[0] / max(len(ref), 1)
         values = values.astype(str)
     return values.value_counts(normalize=True).to_numpy()
@@ -85,11 +94,17 @@ def noise_psi(reference: pd.Series, n_current: int, seed: int = 0) -> float:
     Grows as the day shrinks, roughly as 1/n; above the usual 0.2 only on days of about 150
     rows or fewer (against a training window of 6,000).
     """
-    shares = _shares(reference)
+    shares = tuple(_shares(reference).tolist())
+    return _simulated_noise(shares, max(int(reference.notna().sum()), 1), max(n_current, 1), seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _simulated_noise(shares: tuple[float, ...], n_ref: int, n_cur: int, seed: int) -> float:
+    """:func:`noise_psi`'s simulation; the same for every day of the same size against the
+    same reference, so a week of days pays for it once per feature."""
     rng = np.random.default_rng(seed)
-    n_ref = max(int(reference.notna().sum()), 1)
     ref = rng.multinomial(n_ref, shares, size=NOISE_DRAWS) / n_ref
-    cur = rng.multinomial(max(n_current, 1), shares, size=NOISE_DRAWS) / max(n_current, 1)
+    cur = rng.multinomial(n_cur, shares, size=NOISE_DRAWS) / n_cur
     e, a = np.clip(ref, EPS, None), np.clip(cur, EPS, None)
     return float(np.quantile(np.sum((a - e) * np.log(a / e), axis=1), NOISE_QUANTILE))
 

@@ -109,15 +109,19 @@ def _metadata(result) -> dict:
     return out
 
 
-def run_day(instance, settings: Settings, day: str, assets=None, tag="") -> DayResult:
-    """One in-process run of the job (or of ``assets`` only) for partition ``day``."""
-    import dagster as dg
-
+def daily_job(settings: Settings):
+    """The ``daily`` job for these settings, MLflow's environment applied first."""
     from mlops_helpers import config
     from mlops_helpers.orchestration import definitions
 
     config.apply_mlflow_env()
-    job = definitions.build_definitions(settings).resolve_job_def(definitions.JOB)
+    return definitions.build_definitions(settings).resolve_job_def(definitions.JOB)
+
+
+def run_day(instance, job, day: str, assets=None, tag="") -> DayResult:
+    """One in-process run of ``job`` (or of ``assets`` only) for partition ``day``."""
+    import dagster as dg
+
     start = time.perf_counter()
     result = job.execute_in_process(
         run_config=QUIET,
@@ -169,10 +173,11 @@ def _run_ahead(source: str, home_dir: str, days: list[tuple[str, list[str]]], ta
     from mlops_helpers.orchestration.settings import load_settings
 
     # the parent checked the instance's folder (home.instance); this is the same one
-    settings, instance = load_settings(source), dg.DagsterInstance.from_config(home_dir)
+    job = daily_job(load_settings(source))
+    instance = dg.DagsterInstance.from_config(home_dir)
     for day, assets in days:
         try:
-            result = run_day(instance, settings, day, assets, tag)
+            result = run_day(instance, job, day, assets, tag)
         except Exception as exc:  # a bug, not a step failure: the parent reports it
             result = DayResult(day, "", False, 0.0, "job", error=f"{type(exc).__name__}: {exc}")
         queue.put(result)
@@ -193,22 +198,23 @@ def run_backfill(
     tag = f"{first}..{last}"
     for day in plan.publish_first:
         say(f"publishing {day} first (trained_model[{plan.days[0]}] trains on it)")
+    job = daily_job(settings)
     if workers > 1:
-        return _pipelined(instance, settings, plan, tag, say)
+        return _pipelined(instance, job, settings, plan, tag, say)
     results = []
     for day in plan.publish_first:
-        results.append(run_day(instance, settings, day, ["published_day"], tag))
+        results.append(run_day(instance, job, day, ["published_day"], tag))
         if not results[-1].success:
             return results
     for day in plan.days:
-        results.append(run_day(instance, settings, day, None, tag))
+        results.append(run_day(instance, job, day, None, tag))
         say(summary_line(results[-1]))
         if not results[-1].success:
             break
     return results
 
 
-def _pipelined(instance, settings: Settings, plan: Plan, tag: str, say) -> list[DayResult]:
+def _pipelined(instance, job, settings: Settings, plan: Plan, tag: str, say) -> list[DayResult]:
     """published_day and trained_model of day after day in a second process; champion[D]
     here, in day order, once the second process has stored trained_model[D]."""
     import multiprocessing
@@ -235,7 +241,7 @@ def _pipelined(instance, settings: Settings, plan: Plan, tag: str, say) -> list[
                     break
                 continue
             trained = "trained_model" in early.outputs  # the first window days only publish
-            champion = run_day(instance, settings, day, ["champion"], tag) if trained else None
+            champion = run_day(instance, job, day, ["champion"], tag) if trained else None
             results.append(_merge(early, champion))
             say(summary_line(results[-1]))
             if not results[-1].success:
