@@ -30,15 +30,22 @@ def _or_dash(value) -> str:
     return value if isinstance(value, str) and value else "-"
 
 
-def _gate_section(client, tags: dict) -> tuple[list[str], int | None]:
-    """The gate's decision and checks, and how many rows it scored (None: never gated)."""
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _gate_section(client, tags: dict) -> tuple[list[str], int | None, bool]:
+    """The gate's decision, checks and slices; how many rows it scored (None: never gated);
+    whether it compared slices."""
     run_id = tags.get("gate.run_id")
     if not run_id:
-        return ["Not gated: no `gate.*` evidence on this version."], None
+        return ["Not gated: no `gate.*` evidence on this version."], None, False
     mlflow = import_mlflow()
     run = client.get_run(run_id)
-    checks = mlflow.artifacts.load_dict(f"runs:/{run_id}/gate.json")["checks"]
+    evidence = mlflow.artifacts.load_dict(f"runs:/{run_id}/gate.json")
+    checks, slices = evidence["checks"], evidence.get("slices") or []
     rows = int(run.data.params.get("eval_rows", 0)) or None
+    confidence = run.data.params.get("confidence", "?")
     against = run.data.tags.get("champion_version", "none")
     lines = [
         f"Decision: **{tags.get('gate.decision', '?')}** on {rows} rows, against "
@@ -46,14 +53,43 @@ def _gate_section(client, tags: dict) -> tuple[list[str], int | None]:
         + f" (gate run `{run_id}`).",
         "",
         *_table(
-            ("check", "value", "rule", "passed"),
+            ("check", "value", f"{confidence} interval", "rule", "passed"),
             [
-                (c["check"], f"{c['value']:.4f}", c["rule"], "yes" if c["passed"] else "no")
+                (
+                    c["check"],
+                    _number(c["value"]),
+                    f"{_number(c.get('low'))} to {_number(c.get('high'))}",
+                    c["rule"],
+                    "yes" if c["passed"] else "no",
+                )
                 for c in checks
             ],
-        ),  # fmt: skip
+        ),
     ]
-    return lines, rows
+    if slices:
+        lines += [
+            "",
+            "ROC AUC drop against the champion per slice (interval widened for the number "
+            "of slices):",
+            "",
+            *_table(
+                ("slice", "rows", "challenger", "champion", "drop", "interval"),
+                [
+                    (
+                        s["slice"],
+                        s["rows"],
+                        _number(s["challenger_roc_auc"]),
+                        _number(s["champion_roc_auc"]),
+                        _number(s["drop"]),
+                        f"{_number(s['low'])} to {_number(s['high'])}"
+                        if s["compared"]
+                        else "too few rows",
+                    )
+                    for s in slices
+                ],
+            ),
+        ]
+    return lines, rows, bool(slices)
 
 
 def model_card(name: str, version: object) -> str:
@@ -72,7 +108,7 @@ def _card(name: str, version: object) -> tuple[str, str]:
     tags = mv.tags
     first, last = run_tags.get("data_first_day"), run_tags.get("data_last_day")
     days = f"{first} to {last}" if first and last else "not recorded"
-    gate, gate_rows = _gate_section(client, tags)
+    gate, gate_rows, sliced = _gate_section(client, tags)
     moves = registry.alias_history(name)
     moves = moves[(moves["version"] == version) | (moves["previous"] == version)]
     serving = [
@@ -125,11 +161,19 @@ def _card(name: str, version: object) -> tuple[str, str]:
         "",
         "- Trained and evaluated on synthetic impressions (`mlops_helpers.data`), not on "
         "real traffic.",
-        "- The gate compares point estimates"
-        + (f" on {gate_rows} rows" if gate_rows else "")
-        + "; it reports no confidence interval, so a small difference may be noise.",
-        "- Not evaluated per slice (device, ad position, site category): a loss on one "
-        "slice can hide in the overall metric.",
+        (
+            f"- Gated on {gate_rows} rows of one day: a loss smaller than its intervals' "
+            "half-width cannot be told from noise, so it passes."
+            if gate_rows
+            else "- Never gated: nothing shows it is at least as good as another version."
+        ),
+        (
+            "- Slices are compared on ROC AUC only (a slice's calibration is not checked); "
+            "slices below the gate's minimum rows are listed, not judged."
+            if sliced
+            else "- Not compared per slice (device, ad position, site category): it had no "
+            "champion to compare with, so a loss on one slice cannot be ruled out."
+        ),
         "",
     ]
     return "\n".join(lines), mv.run_id

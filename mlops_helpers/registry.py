@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from mlops_helpers import comparison
 from mlops_helpers.errors import WorkbookFailure, WorkbookInputError
 from mlops_helpers.tracking import ensure_experiment, import_mlflow
-from mlops_helpers.training import evaluate
+from mlops_helpers.training import TARGET, metrics, predict
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -75,11 +76,20 @@ def store_failed(what: str, exc: BaseException) -> StoreError:
 
 @dataclass(frozen=True)
 class GateThresholds:
-    """What a challenger must reach: an absolute floor, and no real loss against the champion."""
+    """What a challenger must reach: an absolute floor, and no real loss against the champion.
+
+    A loss is "real" when its whole interval at ``confidence`` (paired, on the gate's rows:
+    :mod:`mlops_helpers.comparison`) lies above the allowed loss, so noise alone never
+    blocks, and a larger evaluation set gives a sharper decision. The same holds inside
+    each slice (device, ad position, site category) of at least ``min_slice_rows`` rows.
+    """
 
     min_roc_auc: float = 0.65
     max_roc_auc_drop: float = 0.01
     max_log_loss_increase: float = 0.02
+    max_slice_roc_auc_drop: float = 0.03
+    confidence: float = 0.95
+    min_slice_rows: int = 100
 
 
 @dataclass
@@ -94,6 +104,7 @@ class GateResult:
     champion_version: str | None
     checks: list[dict] = field(default_factory=list)
     evidence_run_id: str = ""
+    slices: pd.DataFrame | None = field(default=None, repr=False)  # per slice, with a champion
 
     def summary(self) -> str:
         """One line: the challenger's ROC AUC against the champion's (or the floor)."""
@@ -103,7 +114,8 @@ class GateResult:
         return f"{auc} vs champion v{self.champion_version} {self.champion['roc_auc']:.4f}"
 
     def table(self) -> pd.DataFrame:
-        """The checks as a table: check, value, threshold, passed."""
+        """The checks as a table: check, value (the point estimate), low and high (its
+        interval), rule, passed."""
         return pd.DataFrame(self.checks).set_index("check")
 
 
@@ -241,34 +253,42 @@ def gate(
 ) -> GateResult:
     """Compare ``version`` with the current champion on ``eval_frame``; record the evidence.
 
-    The evidence (both models' metrics, every check, the decision) is logged as a run of
-    the ``deployment_gate`` experiment and tagged on the model version (``gate.*``).
+    Checks: the challenger's ROC AUC reaches the floor; against a champion, its ROC AUC
+    drop and log-loss increase (paired intervals) are not surely above what is allowed,
+    and no slice's ROC AUC drop is (a failing slice is named in its check). The evidence
+    (both models' metrics, every check with its interval, the slices, the decision) is
+    logged as a run of the ``deployment_gate`` experiment and tagged on the version.
     """
     mlflow = import_mlflow()
     limits = thresholds or GateThresholds()
-    challenger = evaluate(load_sklearn(name, version), eval_frame)
+    y = eval_frame[TARGET].to_numpy()
+    mine = predict(load_sklearn(name, version), eval_frame)
+    challenger = metrics(y, mine)
+    auc = comparison.roc_auc_interval(y, mine, limits.confidence)
+    checks = [_check("roc_auc >= floor", auc.estimate, limits.min_roc_auc, ">=", auc)]
     champion_version = current_version(name, CHAMPION)
-    champion = None
+    champion, slices = None, None
     if champion_version is not None and champion_version != str(version):
-        champion = evaluate(load_sklearn(name, champion_version), eval_frame)
-    checks = [_check("roc_auc >= floor", challenger["roc_auc"], limits.min_roc_auc, ">=")]
-    if champion:
+        theirs = predict(load_sklearn(name, champion_version), eval_frame)
+        champion = metrics(y, theirs)
+        drop = comparison.roc_auc_difference(y, theirs, mine, limits.confidence)
+        rise = comparison.log_loss_difference(y, mine, theirs, limits.confidence)
         checks.append(
-            _check(
-                "roc_auc drop vs champion",
-                champion["roc_auc"] - challenger["roc_auc"],
-                limits.max_roc_auc_drop,
-                "<=",
-            )
+            _check("roc_auc drop vs champion", drop.estimate, limits.max_roc_auc_drop, "<=", drop)
         )
         checks.append(
             _check(
                 "log_loss increase vs champion",
-                challenger["log_loss"] - champion["log_loss"],
+                rise.estimate,
                 limits.max_log_loss_increase,
                 "<=",
+                rise,
             )
         )
+        slices = comparison.slice_auc_drops(
+            eval_frame, y, mine, theirs, limits.confidence, limits.min_slice_rows
+        )
+        checks.extend(_slice_checks(slices, limits))
     result = GateResult(
         name,
         str(version),
@@ -277,14 +297,54 @@ def gate(
         champion,
         champion_version if champion else None,
         checks,
+        slices=slices,
     )
     result.evidence_run_id = _record_gate(mlflow, result, limits, len(eval_frame))
     return result
 
 
-def _check(label: str, value: float, threshold: float, op: str) -> dict:
-    ok = value >= threshold if op == ">=" else value <= threshold
-    return {"check": label, "value": round(value, 6), "rule": f"{op} {threshold}", "passed": ok}
+def _check(
+    label: str,
+    value: float,
+    threshold: float,
+    op: str,
+    interval: comparison.Interval | None = None,
+) -> dict:
+    """One check. With an ``interval``, a loss (``<=``) fails only when the interval's low
+    end is above the threshold: the whole interval says "worse than allowed". A floor
+    (``>=``) is absolute and decided on the estimate; its interval is shown."""
+    if interval is None:
+        ok = value >= threshold if op == ">=" else value <= threshold
+        return {"check": label, "value": round(value, 6), "rule": f"{op} {threshold}", "passed": ok}
+    if op == ">=":
+        ok, rule = value >= threshold, f">= {threshold}"
+    else:
+        ok, rule = interval.low <= threshold, f"low <= {threshold}"
+    return {
+        "check": label,
+        "value": round(value, 6),
+        "low": round(interval.low, 6),
+        "high": round(interval.high, 6),
+        "rule": rule,
+        "passed": bool(ok),
+    }
+
+
+def _slice_checks(slices: pd.DataFrame, limits: GateThresholds) -> list[dict]:
+    """One check per slice whose drop is surely above the allowed one; else one check for
+    the slice that comes closest (its interval's low end is the highest)."""
+    compared = slices[slices["compared"]]
+    if compared.empty:
+        return []
+    limit = limits.max_slice_roc_auc_drop
+    failing = compared[compared["low"] > limit]
+    shown = failing if len(failing) else compared.sort_values("low").tail(1)
+    checks = []
+    for label, row in shown.iterrows():
+        interval = comparison.Interval(row["drop"], row["low"], row["high"], limits.confidence)
+        title = f"roc_auc drop on {label}" if len(failing) else f"roc_auc drop, worst slice {label}"
+        checks.append(_check(title, row["drop"], limit, "<=", interval))
+    return checks
 
 
 def _record_gate(mlflow, result: GateResult, limits: GateThresholds, n_rows: int) -> str:
@@ -305,7 +365,10 @@ def _record_gate(mlflow, result: GateResult, limits: GateThresholds, n_rows: int
                 "decision": decision,
             }
         )
-        mlflow.log_dict({"checks": result.checks, "decision": decision}, "gate.json")
+        slices = [] if result.slices is None else _records(result.slices)
+        mlflow.log_dict(
+            {"checks": result.checks, "slices": slices, "decision": decision}, "gate.json"
+        )
     c = client()
     for key, value in (
         ("gate.decision", decision),
@@ -314,6 +377,12 @@ def _record_gate(mlflow, result: GateResult, limits: GateThresholds, n_rows: int
     ):
         c.set_model_version_tag(result.name, result.version, key, value)
     return run.info.run_id
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A frame's rows as JSON-ready dicts: a slice that was not compared has None, not NaN."""
+    flat = frame.reset_index().astype(object)
+    return flat.where(flat.notna(), None).to_dict("records")
 
 
 def promote(

@@ -389,6 +389,17 @@ class DeployReport:
         return sum(self.seconds.values())
 
 
+def _failed(result: registry.GateResult) -> str:
+    """The failed checks, with the slices that got worse named in one entry."""
+    failed = [c["check"] for c in result.checks if not c["passed"]]
+    prefix = "roc_auc drop on "
+    slices = [c.removeprefix(prefix) for c in failed if c.startswith(prefix)]
+    named = [c for c in failed if not c.startswith(prefix)]
+    if slices:
+        named.append(f"roc_auc drop on {len(slices)} slice(s): {', '.join(slices)}")
+    return ", ".join(named)
+
+
 def deploy(
     name: str,
     version: str,
@@ -435,8 +446,7 @@ def _deploy(name, version, eval_frame, thresholds, smoke_rows, latency_budget_ms
     say(f"gate: {'passed' if result.passed else 'blocked'} ({result.summary()})")
     report = DeployReport(name, version, "blocked", "gate", before, before, result, None, seconds)
     if not result.passed:
-        failed = ", ".join(c["check"] for c in result.checks if not c["passed"])
-        report.message = f"gate blocked version {version} ({failed}); champion unchanged"
+        report.message = f"gate blocked version {version} ({_failed(result)}); champion unchanged"
         return report
     sample = eval_frame.head(smoke_rows)
     expected = registry.load_sklearn(name, version).predict_proba(sample.loc[:, list(FEATURES)])

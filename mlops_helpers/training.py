@@ -95,8 +95,16 @@ def build_model(C: float = 1.0, max_iter: int = 200, seed: int = 0) -> Pipeline:
 
 def evaluate(model: Pipeline, df: pd.DataFrame) -> dict[str, float]:
     """ROC AUC, accuracy, log loss and Brier score on ``df``."""
-    proba = model.predict_proba(df.loc[:, list(FEATURES)])[:, 1]
-    y = df[TARGET].to_numpy()
+    return metrics(df[TARGET].to_numpy(), predict(model, df))
+
+
+def predict(model: Pipeline, df: pd.DataFrame) -> np.ndarray:
+    """The model's probability that each row of ``df`` is viewable."""
+    return model.predict_proba(df.loc[:, list(FEATURES)])[:, 1]
+
+
+def metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """ROC AUC, accuracy, log loss and Brier score of probabilities ``proba`` for labels ``y``."""
     return {
         "roc_auc": float(roc_auc_score(y, proba)),
         "accuracy": float(accuracy_score(y, proba >= 0.5)),

@@ -40,9 +40,25 @@ def test_the_card_shows_the_gate_checks_and_who_moved_which_alias_why(cards, sto
     assert f"Decision: **passed** on {rows} rows, against no champion" in champion
     assert "| champion | 1 | - | " in champion and "| first champion of the test |" in champion
     assert f"Decision: **blocked** on {rows} rows, against champion v1" in blocked
-    assert "| roc_auc drop vs champion |" in blocked and "| no |" in blocked
     assert "Serving as: challenger." in blocked
-    assert f"point estimates on {rows} rows" in blocked, "the gate's size as a limitation"
+    assert f"Gated on {rows} rows of one day" in blocked, "the gate's size as a limitation"
+
+
+def _row(card: str, first: str) -> list[str]:
+    (line,) = [x for x in card.splitlines() if x.startswith(f"| {first} |")]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_the_card_shows_each_check_with_its_interval_and_the_slices(cards):
+    _, by_version = cards
+    champion, blocked = by_version["1"], by_version["2"]
+    check, value, interval, rule, passed = _row(blocked, "roc_auc drop vs champion")
+    low, high = (float(x) for x in interval.split(" to "))
+    assert low <= float(value) <= high and low > 0.01, "blocked: the whole interval is a loss"
+    assert (rule, passed) == ("low <= 0.01", "no")
+    for label in ("device=desktop", "position=above_fold", "site_category=news"):
+        assert len(_row(blocked, label)) == 6, f"the slice {label} is in the card"
+    assert "Not compared per slice" in champion, "a first champion had nothing to compare with"
 
 
 def test_the_card_is_logged_with_the_version(cards):

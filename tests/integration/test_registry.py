@@ -35,6 +35,30 @@ class TestGateBlocksAWorseModel:
         failed = set(result.table().query("not passed").index)
         assert {"roc_auc >= floor", "roc_auc drop vs champion"} <= failed
 
+    def test_every_check_against_the_champion_is_decided_on_its_interval(self, blocked):
+        _, _, _, result = blocked
+        table = result.table()
+        drop = table.loc["roc_auc drop vs champion"]
+        assert drop["low"] <= drop["value"] <= drop["high"]
+        assert drop["low"] > 0.01 and drop["rule"] == "low <= 0.01"
+
+    def test_the_slices_that_got_worse_are_named_and_the_small_ones_listed(self, blocked, store):
+        _, _, _, result = blocked
+        slices = result.slices
+        assert set(slices.index) >= {"device=desktop", "device=tablet", "position=below_fold"}
+        assert (
+            slices["rows"]
+            .groupby(slices.index.str.split("=").str[0])
+            .sum()
+            .eq(len(store.held_out))
+            .all()
+        ), "each slice column splits every gate row once"
+        small = slices[slices["rows"] < registry.GateThresholds().min_slice_rows]
+        assert len(small) and not small["compared"].any()
+        named = {c["check"] for c in result.checks if c["check"].startswith("roc_auc drop on ")}
+        worse = slices[slices["compared"] & (slices["low"] > 0.03)]
+        assert len(worse) and named == {f"roc_auc drop on {s}" for s in worse.index}
+
     def test_promote_raises_and_the_champion_stays(self, blocked):
         name, champion, challenger, _ = blocked
         with pytest.raises(registry.GateBlocked, match="gate decision is blocked"):

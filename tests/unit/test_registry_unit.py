@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from mlops_helpers import registry
+from mlops_helpers import comparison, registry
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,65 @@ def test_table_has_one_row_per_check():
 
 
 def test_default_thresholds_are_the_documented_ones():
-    assert registry.GateThresholds() == registry.GateThresholds(0.65, 0.01, 0.02)
+    assert registry.GateThresholds() == registry.GateThresholds(0.65, 0.01, 0.02, 0.03, 0.95, 100)
+
+
+@pytest.mark.parametrize(
+    ("low", "passed"),
+    [
+        (0.005, True),  # the interval reaches an allowed loss: maybe noise, so it passes
+        (0.01, True),
+        (0.012, False),  # the whole interval is a loss larger than allowed
+    ],
+)
+def test_a_loss_is_decided_on_its_intervals_low_end(low, passed):
+    interval = comparison.Interval(0.03, low, 0.05, 0.95)
+    check = registry._check("drop", 0.03, 0.01, "<=", interval)
+    assert check == {
+        "check": "drop",
+        "value": 0.03,
+        "low": low,
+        "high": 0.05,
+        "rule": "low <= 0.01",
+        "passed": passed,
+    }
+
+
+def test_a_floor_is_decided_on_the_estimate_and_shows_its_interval():
+    interval = comparison.Interval(0.64, 0.62, 0.66, 0.95)
+    check = registry._check("floor", 0.64, 0.65, ">=", interval)
+    assert (check["passed"], check["rule"], check["high"]) == (False, ">= 0.65", 0.66)
+
+
+def slices(*rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["slice", "compared", "drop", "low", "high"])
+    return frame.set_index("slice")
+
+
+def test_slice_checks_name_each_failing_slice():
+    table = slices(
+        ("device=tablet", True, 0.2, 0.1, 0.3),
+        ("device=mobile", True, 0.0, -0.01, 0.01),
+        ("position=above_fold", True, 0.08, 0.05, 0.11),
+        ("site_category=news", False, None, None, None),
+    )
+    checks = registry._slice_checks(table, registry.GateThresholds())
+    assert [c["check"] for c in checks] == [
+        "roc_auc drop on device=tablet",
+        "roc_auc drop on position=above_fold",
+    ]
+    assert not any(c["passed"] for c in checks)
+
+
+def test_with_no_failing_slice_the_closest_one_is_shown():
+    table = slices(
+        ("device=tablet", True, 0.01, -0.02, 0.04),
+        ("device=mobile", True, 0.0, -0.01, 0.01),
+        ("site_category=news", False, None, None, None),
+    )
+    (check,) = registry._slice_checks(table, registry.GateThresholds())
+    assert check["check"] == "roc_auc drop, worst slice device=mobile"
+    assert check["passed"]
 
 
 class FailingStore:
