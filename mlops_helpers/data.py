@@ -42,11 +42,12 @@ BASE_MISSING_LABEL = 0.01
 
 @dataclass(frozen=True)
 class RawDay:
-    """One day's raw extracts as they arrive: impressions and their viewability labels."""
+    """One day's raw extracts as they arrive: impressions and their viewability labels
+    (None when only the impressions were read: ``etl.extract_impressions``)."""
 
     day: dt.date
     impressions: pd.DataFrame
-    labels: pd.DataFrame
+    labels: pd.DataFrame | None
 
 
 def as_day(value: str | dt.date) -> dt.date:
@@ -109,6 +110,7 @@ def _labels(
     placements: pd.DataFrame,
     rng: np.random.Generator,
     drift: float,
+    concept: float = 0.0,
 ) -> pd.DataFrame:
     ref = placements.set_index("placement_id")
     above = impressions["placement_id"].map(ref["position"]).eq("above_fold").to_numpy()
@@ -118,10 +120,10 @@ def _labels(
     scroll = impressions["scroll_depth"].to_numpy() - 0.5
     logit = (
         -0.3
-        + 1.6 * above
+        + 1.6 * (1.0 - 0.8 * concept) * above
         + 0.7 * video
         - 0.4 * mobile
-        + 2.5 * (1.0 - 0.3 * drift) * scroll
+        + 2.5 * (1.0 - 0.3 * drift - 1.5 * concept) * scroll
         - 0.9 * load
         + 0.004 * impressions["time_on_page_s"].to_numpy()
     )
@@ -181,23 +183,53 @@ def generate_day(
     fault: str = "none",
     *,
     drift: float = 0.0,
+    shift: float = 0.0,
+    concept: float = 0.0,
     placements: pd.DataFrame | None = None,
 ) -> RawDay:
-    """Generate one day's raw extracts (deterministic from ``seed`` and ``day``)."""
+    """Generate one day's raw extracts (deterministic from ``seed`` and ``day``).
+
+    Three ways for a day to move away from the calm ones (0 is calm, 1 is strong):
+    ``drift`` moves the inputs (slower pages, shallower scrolls) and weakens scrolling's
+    effect on viewability; ``shift`` moves the inputs only, so what makes an ad viewable
+    stays as it was (covariate shift); ``concept`` changes only what makes an ad viewable
+    (scrolling starts to count against it, position counts less) while the inputs look
+    exactly as before (concept drift).
+    """
     day = as_day(day)
     check_fault(fault)
     if n_rows < 1:
         raise ValueError(f"n_rows must be a positive int, got {n_rows}")
     placements = generate_placements(seed) if placements is None else placements
     rng = np.random.default_rng([seed, day.toordinal()])
-    clean = _impressions(day, n_rows, rng, drift)
-    labels = _labels(clean, placements, rng, drift)
+    clean = _impressions(day, n_rows, rng, drift + shift)
+    labels = _labels(clean, placements, rng, drift, concept)
     labels = labels.drop(index=_sample(len(labels), BASE_MISSING_LABEL, rng))
     messy = _add_mess(clean, day, rng)
     faulty = inject_fault(messy, fault, np.random.default_rng([seed, day.toordinal(), 1]))
     if fault == "empty_day":
         labels = labels.iloc[0:0]
     return RawDay(day, faulty.reset_index(drop=True), labels.reset_index(drop=True))
+
+
+LABEL_EXTRA_DAYS = (0, 1, 2)  # some labels come a day or two after the delay ...
+LABEL_EXTRA_SHARES = (0.6, 0.3, 0.1)  # ... in these shares (a vendor's late batches)
+
+
+def label_arrivals(labels: pd.DataFrame, day: str | dt.date, delay_days: int, seed: int):
+    """``labels`` of ``day``'s impressions with the date each arrives (``arrives``).
+
+    Viewability is measured by a vendor and delivered late: ``delay_days`` after the day
+    for most labels, one or two days later for the rest. Deterministic from ``seed`` and
+    ``day``; the raw extract itself is not changed.
+    """
+    if isinstance(delay_days, bool) or not isinstance(delay_days, int) or delay_days < 0:
+        raise ValueError(f"delay_days must be a whole number of days >= 0, got {delay_days!r}")
+    day = as_day(day)
+    rng = np.random.default_rng([seed, day.toordinal(), 2])
+    extra = rng.choice(LABEL_EXTRA_DAYS, len(labels), p=LABEL_EXTRA_SHARES)
+    arrives = [day + dt.timedelta(days=delay_days + int(e)) for e in extra]
+    return labels.assign(arrives=arrives)
 
 
 def raw_day_dir(raw_root: Path, day: dt.date) -> Path:
@@ -214,8 +246,11 @@ def write_raw_dataset(
     fault: str = "none",
     *,
     drift: float = 0.0,
+    shift: float = 0.0,
+    concept: float = 0.0,
 ) -> list[dt.date]:
     """Write placements and ``n_days`` of raw extracts as CSV; ``fault`` hits the last day.
+    ``drift``, ``shift`` and ``concept`` move every day written (``generate_day``).
 
     Raw data is immutable: a day whose files already exist is left untouched.
     Returns the days written or found.
@@ -230,7 +265,16 @@ def write_raw_dataset(
         if (folder / "labels.csv").exists():
             continue
         fault_here = fault if day == days[-1] else "none"
-        raw = generate_day(seed, n_rows, day, fault_here, drift=drift, placements=placements)
+        raw = generate_day(
+            seed,
+            n_rows,
+            day,
+            fault_here,
+            drift=drift,
+            shift=shift,
+            concept=concept,
+            placements=placements,
+        )
         folder.mkdir(parents=True, exist_ok=True)
         _write_csv_once(raw.impressions, folder / "impressions.csv")
         _write_csv_once(raw.labels, folder / "labels.csv")

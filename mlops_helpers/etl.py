@@ -61,7 +61,9 @@ TRANSFORM_CODE = (
     "_read_csv",
     "extract_placements",
     "extract_day",
+    "extract_impressions",
     "transform_day",
+    "transform_impressions",
     "_join_labels",
     "sort_merge_join",
     "add_features",
@@ -180,6 +182,31 @@ def extract_day(raw_root: Path, day: str | dt.date) -> RawDay:
     )
 
 
+def extract_impressions(raw_root: Path, day: str | dt.date) -> RawDay:
+    """Read one day's raw impressions only: what exists on the day itself, before any label
+    (viewability is measured and delivered days later)."""
+    folder = raw_day_dir(raw_root, as_day(day))
+    return RawDay(as_day(day), _read_csv(folder / "impressions.csv"), None)
+
+
+def transform_impressions(
+    raw: RawDay, placements: pd.DataFrame, max_quarantine_fraction: float = 0.1
+) -> Transformed:
+    """The impressions side of ``transform_day``, for scoring: the same contract, quarantine,
+    placements and features, with no label to join (the table has no ``viewable``)."""
+    impressions = raw.impressions
+    checked = check_impressions(impressions, raw.day, list(placements["placement_id"]))
+    kept = impressions[~impressions.index.isin(checked.quarantine.index)]
+    picked = kept.iloc[sort_order(pa.array(kept["impression_id"].astype(str)))]
+    table = add_features(picked.assign(**_describe_placements(picked["placement_id"], placements)))
+    quarantine = checked.quarantine
+    if len(quarantine) / max(len(impressions), 1) > max_quarantine_fraction:
+        raise QuarantineThresholdError(
+            raw.day, quarantine, len(impressions), max_quarantine_fraction
+        )
+    return Transformed(table, quarantine.reset_index(drop=True))
+
+
 def transform_day(
     raw: RawDay, placements: pd.DataFrame, max_quarantine_fraction: float = 0.1
 ) -> Transformed:
@@ -270,13 +297,15 @@ def add_features(df: pd.DataFrame) -> pd.DataFrame:
     ``assign`` instead of a copy with columns set one by one: that copy merged the
     numeric columns into blocks, a cost that grows with the day.
     """
+    labelled = "viewable" in df.columns  # unlabelled impressions are published for scoring
     out = df.assign(
         page_load_ms=df["page_load_ms"].fillna(df["page_load_ms"].median()).fillna(0.0),
         hour=df["ts"].dt.hour.astype("int64"),
-        viewable=df["viewable"].astype("int64"),
+        **({"viewable": df["viewable"].astype("int64")} if labelled else {}),
         ts=df["ts"].astype("datetime64[us]"),
     )
-    return out[list(OUTPUT_COLUMNS)].reset_index(drop=True)
+    columns = OUTPUT_COLUMNS if labelled else OUTPUT_COLUMNS[:-1]
+    return out[list(columns)].reset_index(drop=True)
 
 
 def partition_dir(out_root: Path, day: str | dt.date, area: str = "processed") -> Path:
@@ -355,13 +384,13 @@ def quarantine_path(out_root: Path, day: str | dt.date) -> Path:
     return partition_dir(out_root, day, "quarantine") / "quarantine.parquet"
 
 
-def input_fingerprints(raw_root: Path, day: dt.date) -> dict[str, str]:
-    """SHA-256 of each raw file a day depends on (its lineage)."""
+def input_fingerprints(raw_root: Path, day: dt.date, labelled: bool = True) -> dict[str, str]:
+    """SHA-256 of each raw file a day depends on (its lineage); unlabelled, not the labels."""
     folder = raw_day_dir(raw_root, day)
     files = {
         "placements.csv": Path(raw_root) / "placements.csv",
         "impressions.csv": folder / "impressions.csv",
-        "labels.csv": folder / "labels.csv",
+        **({"labels.csv": folder / "labels.csv"} if labelled else {}),
     }
     return {name: file_sha256(path) for name, path in files.items() if path.is_file()}
 
@@ -437,24 +466,35 @@ def run_day(
     day: str | dt.date,
     max_quarantine_fraction: float = 0.1,
     force: bool = False,
+    labelled: bool = True,
 ) -> DayReport:
-    """Run ETL for one day; skip it when its inputs and its code version are unchanged."""
+    """Run ETL for one day; skip it when its inputs and its code version are unchanged.
+
+    ``labelled=False`` publishes the day's impressions without labels (no ``viewable``; the
+    labels extract is neither read nor part of the lineage): what a batch scorer has on the
+    day itself. Publish those into an ``out_root`` of their own.
+    """
     day = as_day(day)
-    manifest = None if force else _current_manifest(raw_root, out_root, day)
+    manifest = None if force else _current_manifest(raw_root, out_root, day, labelled)
     if manifest:
         fields = {k: v for k, v in manifest.items() if k in DayReport.__dataclass_fields__}
         return DayReport(**{**fields, "status": "unchanged"})
-    result = transform_day(
-        extract_day(raw_root, day), extract_placements(raw_root), max_quarantine_fraction
+    extract, transform = (
+        (extract_day, transform_day) if labelled else (extract_impressions, transform_impressions)
+    )
+    result = transform(
+        extract(raw_root, day), extract_placements(raw_root), max_quarantine_fraction
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The raw files are hashed on another thread while the parquet writer keeps this
         # one busy; hashlib releases the GIL.
-        inputs = pool.submit(input_fingerprints, raw_root, day)
+        inputs = pool.submit(input_fingerprints, raw_root, day, labelled)
         return _publish(result, out_root, day, inputs.result)
 
 
-def _current_manifest(raw_root: Path, out_root: Path, day: dt.date) -> dict | None:
+def _current_manifest(
+    raw_root: Path, out_root: Path, day: dt.date, labelled: bool = True
+) -> dict | None:
     """The day's manifest when it came from these inputs and this code, every file intact.
 
     A day whose files do not match its manifest (a killed write) is not current: rerun it.
@@ -465,7 +505,7 @@ def _current_manifest(raw_root: Path, out_root: Path, day: dt.date) -> dict | No
         return None
     current = (
         manifest is not None
-        and manifest.get("inputs") == input_fingerprints(raw_root, day)
+        and manifest.get("inputs") == input_fingerprints(raw_root, day, labelled)
         and manifest.get("code") == code_version()
     )
     return manifest if current else None
@@ -477,9 +517,10 @@ def run_days(
     days: list[dt.date],
     max_quarantine_fraction: float = 0.1,
     force: bool = False,
+    labelled: bool = True,
 ) -> list[DayReport]:
     """Run (or backfill) several days in order; stops at the first day that fails closed."""
-    return [run_day(raw_root, out_root, d, max_quarantine_fraction, force) for d in days]
+    return [run_day(raw_root, out_root, d, max_quarantine_fraction, force, labelled) for d in days]
 
 
 def published_days(out_root: Path) -> list[str]:

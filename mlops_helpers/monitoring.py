@@ -233,6 +233,65 @@ def daily_summary(daily: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("day")
 
 
+MAX_AUC_DROP = 0.03  # a day's ROC AUC this far below the reference is a real loss ...
+MIN_LABELS = 100  # ... when at least this many of its labels have matured
+
+
+def drift_and_performance(
+    summary: pd.DataFrame,
+    performance: pd.DataFrame,
+    reference_auc: float,
+    max_auc_drop: float = MAX_AUC_DROP,
+    min_labels: int = MIN_LABELS,
+) -> pd.DataFrame:
+    """Per day, the retraining decision from drift *and* measured performance.
+
+    ``summary`` is :func:`daily_summary` (day -> drifted features), ``performance`` has per
+    day the matured labels and ROC AUC with its interval (``scoring.day_performance``), and
+    ``reference_auc`` is what the model reached where it was gated. A day's performance has
+    dropped when its whole ROC AUC interval lies more than ``max_auc_drop`` below the
+    reference. Decisions:
+
+    - ``retrain``: performance dropped (with input drift, or without it: concept drift,
+      which no input statistic can see);
+    - ``no retrain``: performance holds on matured labels, drift or not (inputs that moved
+      while the model still ranks them well are worth a look, not a retrain);
+    - ``wait for labels``: inputs drifted and too few labels have matured to say whether
+      it matters: decide when they arrive;
+    - ``no retrain`` also when nothing drifted and nothing is measured yet.
+    """
+    rows = {}
+    for day in summary.index:
+        drifted = summary.loc[day, "drifted"]
+        drifted = "" if drifted == "-" else drifted
+        perf = performance.loc[day] if day in performance.index else None
+        matured = 0 if perf is None else int(perf["matured"])
+        measured = perf is not None and matured >= min_labels and pd.notna(perf["roc_auc"])
+        dropped = measured and perf["high"] < reference_auc - max_auc_drop
+        if dropped:
+            why = "input drift and" if drifted else "no input drift (concept drift), but"
+            decision, reason = "retrain", f"{why} ROC AUC surely below the reference"
+        elif measured:
+            decision = "no retrain"
+            reason = (
+                "inputs moved, the model still performs: drift alone is a false alarm"
+                if drifted
+                else "calm, and performance holds"
+            )
+        elif drifted:
+            decision, reason = "wait for labels", f"drift, {matured} labels matured so far"
+        else:
+            decision, reason = "no retrain", "calm; performance not measured yet"
+        rows[day] = {
+            "drifted": drifted or "-",
+            "matured": matured,
+            "roc_auc": perf["roc_auc"] if measured else np.nan,
+            "decision": decision,
+            "reason": reason,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("day")
+
+
 def daily_quality(model, days: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """The model's metrics (ROC AUC, accuracy, log loss, Brier) on each labelled day of ``days``."""
     scores = {day: evaluate(model, table) for day, table in days.items()}

@@ -88,6 +88,12 @@ CURRICULUM = {
         20,
         "the steps as Dagster assets of daily partitions: a backfill, a drift sensor, retries",
     ),
+    "11_batch_scoring": Chapter(
+        "Batch scoring and late labels",
+        "1",
+        25,
+        "unlabelled days scored into idempotent prediction partitions; labels that arrive days later; drift and performance together",
+    ),
 }
 
 

@@ -431,7 +431,7 @@ def test_a_failure_to_fingerprint_the_inputs_publishes_nothing(published, monkey
     raw, out, days, _ = published
     before = snapshot(out)
 
-    def unreadable(raw_root, day):
+    def unreadable(raw_root, day, labelled=True):
         raise OSError("raw extract unreadable")
 
     monkeypatch.setattr(etl, "input_fingerprints", unreadable)

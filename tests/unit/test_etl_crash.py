@@ -211,10 +211,10 @@ def test_a_dead_writers_temp_files_go_with_the_next_write_and_a_live_writers_sta
     def live_writer() -> None:  # alive, its files staged, while the other run publishes
         real = etl.input_fingerprints
 
-        def slow_fingerprints(raw_root, day):
+        def slow_fingerprints(raw_root, day, labelled=True):
             waiting.set()
             go.wait(60)
-            return real(raw_root, day)
+            return real(raw_root, day, labelled)
 
         etl.input_fingerprints = slow_fingerprints
         etl.run_day(raw, out, day, force=True)

@@ -28,7 +28,7 @@ def refused(name, answer, case_words: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "name", ["01.1", "02.2", "03.3", "04.2", "05.2", "06.2", "07.2", "08.3", "09.3", "10.2"]
+    "name", ["01.1", "02.2", "03.3", "04.2", "05.2", "06.2", "07.2", "08.3", "09.3", "10.2", "11.1"]
 )
 def test_the_worked_solution_passes_and_the_placeholder_is_not_attempted(name):
     accepted, text = check_exercise(name, worked_solution(name))
@@ -351,3 +351,33 @@ def test_10_2_ignoring_the_calendar_breaks_at_a_month_end():
         return [f"{y}-{m}-{int(d) - k:02d}" for k in range(window, 0, -1)]
 
     refused("10.2", naive, "a window across a month's end")
+
+
+# 11.1 matured_auc(frame) ------------------------------------------------------------------
+
+
+def test_11_1_counting_the_rows_without_a_label_yet_is_refused():
+    def every_row(frame):
+        known = frame.fillna({"viewable": 0})  # "no label yet" read as "not viewable"
+        return float(roc_auc_score(known["viewable"], known["proba"])), len(known)
+
+    refused("11.1", every_row, "a third of the labels matured")
+
+
+def test_11_1_an_auc_of_one_label_value_is_refused_not_raised():
+    def no_guard(frame):
+        matured = frame[frame["viewable"].notna()]
+        return float(roc_auc_score(matured["viewable"], matured["proba"])), len(matured)
+
+    text = refused("11.1", no_guard, "no label matured yet")
+    assert "raised ValueError" in text
+
+
+def test_11_1_the_count_must_be_of_the_matured_rows():
+    def all_rows_counted(frame):
+        matured = frame[frame["viewable"].notna()]
+        if matured["viewable"].nunique() < 2:
+            return None, len(frame)
+        return float(roc_auc_score(matured["viewable"], matured["proba"])), len(frame)
+
+    refused("11.1", all_rows_counted, "a third of the labels matured")

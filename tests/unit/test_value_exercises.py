@@ -123,6 +123,19 @@ CASES = {
         lambda c: 6,
         lambda c: 9,  # every partition of the backfill, the first `window` too
     ),
+    "11.2": (
+        lambda _: {
+            "decisions": pd.DataFrame(
+                {
+                    "drifted": ["-", "page_load_ms", "scroll_depth", "-"],
+                    "decision": ["no retrain", "no retrain", "retrain", "retrain"],
+                },
+                index=["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"],
+            )
+        },
+        lambda c: ["2026-03-02"],
+        lambda c: ["2026-03-02", "2026-03-03"],  # every drifted day: the drift-only trigger itself
+    ),
 }
 
 
