@@ -83,9 +83,7 @@ EXERCISES = [
         task="name the days a drift-only trigger would have retrained on for nothing",
         hint="the days whose inputs drifted while their matured labels show the model still performs",
         expected=lambda decisions: sorted(
-            decisions.index[
-                (decisions["drifted"] != "-") & (decisions["decision"] == "no retrain")
-            ]
+            decisions.index[(decisions["drifted"] != "-") & (decisions["decision"] == "no retrain")]
         ),
     ),
 ]
