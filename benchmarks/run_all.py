@@ -82,6 +82,12 @@ BENCHMARKS = [
         ["--days", "30", "--rows", "100000"],
         ["--days", "3", "--rows", "2000"],
     ),
+    (
+        "Batch scoring of a 1,000,000-row day against an in-process pyfunc predict",
+        "batch_scoring.py",
+        ["--rows", "1000000", "--repeats", "5"],
+        ["--rows", "20000", "--repeats", "1"],
+    ),
     ("Fresh set-up and make test", "setup_and_test.py", [], ["--skip-test"]),
 ]
 

@@ -71,7 +71,13 @@ def resolve_version(name: str, model: str | int) -> str:
     version number; ModelNotFound with the fix when there is none."""
     text = str(model)
     if text.isdigit():
-        return registry.check_version(name, text)
+        try:
+            return registry.check_version(name, text)
+        except registry.ModelNotFound:
+            raise registry.ModelNotFound(
+                f"model {name!r} has no version {text}; name a version it has (the MLflow UI "
+                "or registry.alias_history) or an alias such as champion"
+            ) from None
     version = registry.current_version(name, text)
     if version is None:
         raise registry.ModelNotFound(
@@ -124,10 +130,10 @@ def score_day(
     proba = np.asarray(_load(name, version).predict(impressions.loc[:, list(FEATURES)]))[:, 1]
     table = pa.table(
         {
-            "impression_id": pa.array(impressions["impression_id"].astype(str)),
+            "impression_id": pa.array(impressions["impression_id"], pa.string()),
             "ts": pa.array(impressions["ts"]),
             "proba": pa.array(proba.astype("float64")),
-            "model_version": pa.array([version] * len(proba), pa.string()),
+            "model_version": pa.repeat(pa.scalar(version, pa.string()), len(proba)),
         }
     )
     scored_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -203,6 +203,39 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Publish a day's impressions without labels and score them with a registered version
+    into the day's prediction partition; a rerun of the same day and version changes nothing."""
+    check_name("--model", args.model)  # before pandas and MLflow load
+    if args.version is None:
+        check_name("--alias", args.alias)
+    check_parameters(seed=args.seed, n_rows=args.n_rows, start_day=args.day, fault=args.fault)
+    from mlops_helpers import config, etl, scoring, tracking
+    from mlops_helpers.validation import ContractError
+
+    claim_workspace()
+    tracking.configure_tracking(args.tracking_uri)
+    version = scoring.resolve_version(args.model, args.version or args.alias)  # before writing
+    world = etl.dataset(args.seed, args.n_rows, args.day, 1, args.fault)
+    unlabelled, predictions = world.root / "unlabelled", world.root / "predictions"
+    try:
+        published = etl.run_day(world.raw, unlabelled, args.day, labelled=False)
+    except ContractError as exc:
+        raise scoring.ScoringError(
+            f"day {args.day} cannot be scored, its impressions were blocked by their contract "
+            f"({exc})"
+        ) from None
+    result = scoring.score_day(unlabelled, predictions, args.day, args.model, version)
+    where = config.show_path(scoring.prediction_dir(predictions, args.day, version))
+    print(
+        f"{result.status}: day {args.day}, {published.rows_out} impressions published without "
+        f"labels ({published.rows_quarantined} quarantined), scored by {args.model} version "
+        f"{version} into {where}"
+    )
+    print(f"data fingerprint {result.data_fingerprint[:12]}, scored at {result.scored_at}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve ``models:/NAME@ALIAS`` on 127.0.0.1 until interrupted."""
     import signal
@@ -496,6 +529,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--experiment", default="cli", help="experiment for --train runs")
     deploy.set_defaults(func=cmd_deploy)
+    score = sub.add_parser(
+        "score",
+        help="score a day's impressions, published without labels, into a prediction partition",
+        description="Generates the day (once), publishes its impressions without labels and "
+        "scores them with the version behind --alias (or --version) into "
+        "<workspace>/datasets/<world>/predictions/day=D/version=V. Exit 2: a model, version or "
+        "alias that does not exist, a day its contract blocks.",
+    )
+    score.add_argument("--model", default="viewability", help="registered model name")
+    score.add_argument("--alias", default="champion", help="alias to score with")
+    score.add_argument("--version", type=_version, help="version to score with (not the alias)")
+    score.add_argument("--day", default="2026-01-08", help="day to score (YYYY-MM-DD)")
+    score.add_argument("--seed", type=int, default=42, help="seed of the generated day")
+    score.add_argument("--n-rows", type=int, default=2000, help="impressions of the day")
+    score.add_argument("--fault", default="none", help="a fault injected into the day's extract")
+    score.set_defaults(func=cmd_score)
     serve = sub.add_parser("serve", help="serve models:/MODEL@ALIAS on 127.0.0.1 until Ctrl-C")
     serve.add_argument("--model", default="viewability", help="registered model name")
     serve.add_argument("--alias", default="champion", help="alias to serve")
@@ -583,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     progress.add_argument("--json", action="store_true", help="print the rows as JSON")
     progress.set_defaults(func=cmd_progress)
-    for command in (run, deploy, serve, pipe, grid):
+    for command in (run, deploy, score, serve, pipe, grid):
         command.add_argument(
             "--tracking-uri",
             help="MLflow tracking URI for this command and its notebooks "
