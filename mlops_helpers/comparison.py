@@ -79,6 +79,11 @@ def roc_auc_interval(y, scores, confidence: float = 0.95) -> Interval:
 
 def roc_auc_difference(y, first, second, confidence: float = 0.95) -> Interval:
     """AUC(first) - AUC(second) on the same rows, with DeLong's paired interval."""
+    return _paired(y, first, second, confidence)[0]
+
+
+def _paired(y, first, second, confidence: float) -> tuple[Interval, float, float]:
+    """The paired difference's interval, and each side's ROC AUC (from the same ranks)."""
     y = np.asarray(y)
     _check_labels(y)
     a10, a01 = _components(y, np.asarray(first, dtype=float))
@@ -87,7 +92,8 @@ def roc_auc_difference(y, first, second, confidence: float = 0.95) -> Interval:
     diff = float(d10.mean())
     se = float(np.sqrt(d10.var(ddof=1) / len(d10) + d01.var(ddof=1) / len(d01)))
     z = _z(confidence)
-    return Interval(diff, diff - z * se, diff + z * se, confidence)
+    interval = Interval(diff, diff - z * se, diff + z * se, confidence)
+    return interval, float(a10.mean()), float(b10.mean())
 
 
 def row_log_loss(y, proba) -> np.ndarray:
@@ -131,10 +137,10 @@ def slice_auc_drops(
     for (label, mask), ok in zip(groups, comparable, strict=True):
         row = {"slice": label, "rows": int(mask.sum()), "compared": bool(ok)}
         if ok:
-            drop = roc_auc_difference(y[mask], champion[mask], challenger[mask], widened)
+            drop, theirs, mine = _paired(y[mask], champion[mask], challenger[mask], widened)
             row |= {
-                "challenger_roc_auc": roc_auc_interval(y[mask], challenger[mask]).estimate,
-                "champion_roc_auc": roc_auc_interval(y[mask], champion[mask]).estimate,
+                "challenger_roc_auc": mine,
+                "champion_roc_auc": theirs,
                 "drop": drop.estimate,
                 "low": drop.low,
                 "high": drop.high,
