@@ -92,7 +92,7 @@ CURRICULUM = {
         "Batch scoring and late labels",
         "1",
         25,
-        "unlabelled days scored into idempotent prediction partitions; labels that arrive days later; drift and performance together",
+        "unlabelled days scored by version, labels that arrive days later, drift with performance",
     ),
 }
 
