@@ -366,6 +366,8 @@ def _publish(
             reasons=result.quarantine["reason"].value_counts().sort_index().to_dict(),
         )
         manifest = {"code": code_version(), **asdict(report), "files": files}
+        if "viewable" not in result.table.columns:
+            manifest["labelled"] = False  # impressions only (run_day(labelled=False))
         text = json.dumps(manifest, indent=2) + "\n"
         with (
             staged(manifest_path, lambda tmp: tmp.write_text(text)) as manifest_tmp,
@@ -475,6 +477,7 @@ def run_day(
     day itself. Publish those into an ``out_root`` of their own.
     """
     day = as_day(day)
+    _check_kind(out_root, day, labelled)
     manifest = None if force else _current_manifest(raw_root, out_root, day, labelled)
     if manifest:
         fields = {k: v for k, v in manifest.items() if k in DayReport.__dataclass_fields__}
@@ -490,6 +493,24 @@ def run_day(
         # one busy; hashlib releases the GIL.
         inputs = pool.submit(input_fingerprints, raw_root, day, labelled)
         return _publish(result, out_root, day, inputs.result)
+
+
+def _check_kind(out_root: Path, day: dt.date, labelled: bool) -> None:
+    """Refuse to publish a day over its partition of the other kind (labelled or not):
+    that would lose it. Each kind has an ``out_root`` of its own."""
+    try:
+        manifest = (
+            _load_manifest(Path(out_root), day) if partition_dir(out_root, day).is_dir() else None
+        )
+    except PartitionError:
+        return  # a broken manifest: the run repairs the day, as before
+    if manifest is not None and manifest.get("labelled", True) != labelled:
+        have, want = ("labelled", "unlabelled") if labelled is False else ("unlabelled", "labelled")
+        raise PartitionError(
+            f"day {day.isoformat()}: {Path(out_root).name} holds its {have} partition, so its "
+            f"{want} one would replace it; publish {want} days into a folder of their own "
+            "(nothing was changed)"
+        )
 
 
 def _current_manifest(

@@ -128,3 +128,14 @@ def test_a_drop_is_real_only_when_the_whole_interval_says_so():
 def test_scoring_a_day_that_is_not_published_names_the_fix(tmp_path):
     with pytest.raises(scoring.ScoringError, match="publish its impressions first"):
         scoring.score_day(tmp_path / "none", tmp_path / "out", dt.date(2026, 3, 1), "m")
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_day_is_never_published_over_its_partition_of_the_other_kind(tmp_path, first):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    data.write_raw_dataset(raw, 3, 300, "2026-02-01", 1)
+    etl.run_day(raw, out, "2026-02-01", labelled=first)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(etl.PartitionError, match="publish .* days into a folder of their own"):
+        etl.run_day(raw, out, "2026-02-01", labelled=not first)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
