@@ -18,7 +18,7 @@ export MLFLOW_LOGGING_LEVEL := WARNING
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: help install doctor run lab browser test test-unit test-notebooks test-lab lint format notebooks lock mlflow-server orchestrator bench clean clean-workspace
+.PHONY: help install doctor run lab browser nginx test test-unit test-notebooks test-lab lint format notebooks lock mlflow-server orchestrator bench clean clean-workspace
 
 help: ## list every target
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -43,7 +43,7 @@ run: install ## execute the whole workbook headless and print a summary (ARGS="-
 lab: install ## open JupyterLab on the notebooks, kernels started the usual way (LAB_ARGS=--no-browser to open it yourself)
 	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-test: install browser ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
+test: install browser nginx ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
 	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder tests notebooks $(PYTEST_NOTEBOOKS)
 
 test-unit: install ## run the unit tests only (fast)
@@ -51,6 +51,9 @@ test-unit: install ## run the unit tests only (fast)
 
 test-notebooks: install ## run nbval on the committed notebooks only
 	$(BIN)/pytest -n 2 --dist loadscope notebooks $(PYTEST_NOTEBOOKS)
+
+nginx: ## make sure nginx exists for the production endpoint's tests (as root: apt-get install nginx-light)
+	@bash tools/ensure_nginx.sh
 
 browser: ## make sure a Chromium exists for the browser test (as root: apt-get install chromium; never a download)
 	@bash tools/ensure_browser.sh

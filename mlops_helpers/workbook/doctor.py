@@ -34,7 +34,7 @@ from mlops_helpers.tracking import (  # one answer for doctor and configure_trac
     store_problem,
     uri_problem,
 )
-from mlops_helpers.workbook.processes import HOST, free_port
+from mlops_helpers.workbook.processes import HOST, find_nginx, free_port
 
 __all__ = ["mlflow_schema", "sqlite_revision"]  # re-exported: doctor reports what they find
 
@@ -382,6 +382,29 @@ def check_serving() -> Check:
     return Check("serving", True, f"port {HOST}:{port} free; {show(uvicorn)} present")
 
 
+# -- endpoint ---------------------------------------------------------------------------
+
+
+def check_endpoint() -> Check:
+    """nginx, which the production endpoint (``mlops_helpers.endpoint``) runs in front of
+    the scoring servers, is installed and answers ``nginx -v``."""
+    nginx = find_nginx()
+    if nginx is None:
+        return Check(
+            "endpoint",
+            False,
+            "no nginx (the production endpoint runs it in front of the scoring servers)",
+            f"run: {make('nginx')} (as root it installs Debian's nginx-light)",
+        )
+    done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10)
+    version = (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
+    if done.returncode != 0:
+        return Check(
+            "endpoint", False, f"{nginx} -v failed: {version}", f"reinstall nginx ({make('nginx')})"
+        )
+    return Check("endpoint", True, f"{version} at {show(nginx)}")
+
+
 # -- telemetry --------------------------------------------------------------------------
 
 
@@ -426,6 +449,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_workspace,
     check_tracking,
     check_serving,
+    check_endpoint,
     check_telemetry,
     check_orchestrator,
 )

@@ -91,6 +91,15 @@ def check_port_free(port: int) -> None:
             ) from None
 
 
+def find_nginx() -> str | None:
+    """The nginx program (on PATH, or where Debian and Homebrew put it), or None."""
+    import shutil
+
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).is_file()), None
+    )
+
+
 def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment with the virtualenv's ``bin`` first on PATH and MLflow kept quiet."""
     bindir = str(Path(sys.executable).parent)

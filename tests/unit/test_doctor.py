@@ -432,7 +432,7 @@ def test_doctor_command_is_all_ok_here_fast_and_creates_nothing(tmp_path):
     lines = done.stdout.split("\n\n")[0].splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
     assert [ln.split()[1] for ln in lines] == [
-        "python", "packages", "kernel", "workspace", "tracking", "serving", "telemetry",
+        "python", "packages", "kernel", "workspace", "tracking", "serving", "endpoint", "telemetry",
         "orchestrator",
     ]  # fmt: skip
     assert all(ln.startswith("OK    ") for ln in lines), done.stdout
@@ -448,4 +448,16 @@ def test_doctor_command_exits_1_and_says_how_to_fix(capsys, workspace, monkeypat
     code = cli.main(["doctor", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FIX   tracking" in out and "make" in out and "1 of 8 checks need a fix" in out
+    assert "FIX   tracking" in out and "make" in out and "1 of 9 checks need a fix" in out
+
+
+def test_the_endpoint_check_names_nginx_or_how_to_install_it(monkeypatch):
+    from mlops_helpers.workbook import processes
+
+    found = doctor.check_endpoint()
+    assert found.ok == (processes.find_nginx() is not None)
+    if found.ok:
+        assert found.detail.startswith("nginx/")
+    monkeypatch.setattr(doctor, "find_nginx", lambda: None)  # a machine without it
+    missing = doctor.check_endpoint()
+    assert not missing.ok and "make nginx" in missing.fix and "no nginx" in missing.detail
