@@ -46,7 +46,7 @@ lab: install ## open JupyterLab on the notebooks, kernels started the usual way 
 test: install browser nginx ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
 	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder tests notebooks $(PYTEST_NOTEBOOKS)
 
-test-unit: install ## run the unit tests only (fast)
+test-unit: install nginx ## run the unit tests only (fast; doctor's check of nginx among them)
 	$(BIN)/pytest -n 2 tests/unit
 
 test-notebooks: install ## run nbval on the committed notebooks only
