@@ -88,6 +88,12 @@ BENCHMARKS = [
         ["--rows", "1000000", "--repeats", "5"],
         ["--rows", "20000", "--repeats", "1"],
     ),
+    (
+        "The production endpoint under load, through a switch and a rollback",
+        "endpoint_load.py",
+        ["--clients", "50", "--requests", "10000"],
+        ["--clients", "8", "--requests", "300"],
+    ),
     ("Fresh set-up and make test", "setup_and_test.py", [], ["--skip-test"]),
 ]
 
