@@ -133,20 +133,20 @@ class Endpoint(LoopbackServer):
         self.folder = ensure_workspace("endpoint", self.name)
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.folder / "temp" / kind).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._serve(version)
-        self._write_config(version)
-        self._check_config(nginx)
-        self.server = ServerProcess(
-            f"nginx for {self.name}",
-            [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
-             "-g", "daemon off;"],
-            f"{self.url}/ping",
-            self.folder / "nginx.log",
-            venv_env(),
-        )  # fmt: skip
-        try:
+        try:  # whatever fails on the way, nothing this started is left running
+            self._serve(version)
+            self._write_config(version)
+            self._check_config(nginx)
+            self.server = ServerProcess(
+                f"nginx for {self.name}",
+                [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
+                 "-g", "daemon off;"],
+                f"{self.url}/ping",
+                self.folder / "nginx.log",
+                venv_env(),
+            )  # fmt: skip
             self.server.start()
-        except ServerError:
+        except BaseException:
             self.stop()
             raise
         self.live = version
@@ -168,11 +168,15 @@ class Endpoint(LoopbackServer):
             return
         uri = f"models:/{self.name}/{version}"
         server = serving.ScoringServer(uri).start()
-        sample = serving.example_frame()
-        expected = registry.load_sklearn(self.name, version).predict_proba(
-            sample.loc[:, list(FEATURES)]
-        )[:, 1]
-        smoke = serving.smoke_test(server.url, sample, expected, latency_budget_ms=10_000.0)
+        try:
+            sample = serving.example_frame()
+            expected = registry.load_sklearn(self.name, version).predict_proba(
+                sample.loc[:, list(FEATURES)]
+            )[:, 1]
+            smoke = serving.smoke_test(server.url, sample, expected, latency_budget_ms=10_000.0)
+        except BaseException:
+            server.stop()
+            raise
         if not smoke.passed:
             server.stop()
             failed = "; ".join(
