@@ -15,7 +15,8 @@ MLflow's scoring servers (:class:`mlops_helpers.serving.ScoringServer`), one per
   old one silently, so this is checked, not assumed.
 - The version it replaced keeps running, so ``rollback()`` is a reload, well under a second.
 - Everything nginx writes (configuration, pid, logs, temp files) is in the endpoint's own
-  folder of the workspace, and the endpoint listens on 127.0.0.1 only.
+  folder of the workspace, and the endpoint listens on 127.0.0.1 only. (Linux: the switch
+  reads nginx's workers from /proc.)
 
 The lesson's load (concurrent clients through a switch and a rollback) is in
 ``tests/integration/test_endpoint.py``; canary and shadow traffic are not here yet.
@@ -219,8 +220,9 @@ class Endpoint(LoopbackServer):
         started = time.monotonic()
         self._write_config(version)
         self._check_config(nginx_binary())
+        old_workers = _children(self.server.process.pid)
         self.server.process.send_signal(signal.SIGHUP)
-        self._wait_for(version, started)
+        self._wait_for(version, started, old_workers)
         self.previous, self.live = self.live, version
         return time.monotonic() - started
 
@@ -233,10 +235,13 @@ class Endpoint(LoopbackServer):
             )
         return self.switch(self.previous)
 
-    def _wait_for(self, version: str, started: float) -> None:
+    def _wait_for(self, version: str, started: float, old_workers: set[int]) -> None:
+        """Until the new version answers and every old worker has stopped taking new
+        connections: from then on, every new request is answered by ``version``. (A new
+        worker answers before the master has told the old ones to stop accepting.)"""
         body = serving.request_body(serving.example_frame().head(1))
         while time.monotonic() - started < SWITCH_TIMEOUT:
-            if self.answered_by(body) == version:
+            if all(_leaving(pid) for pid in old_workers) and self.answered_by(body) == version:
                 return
             time.sleep(0.01)
         raise ServerError(
@@ -263,6 +268,28 @@ class Endpoint(LoopbackServer):
         for server in self.servers.values():
             server.stop()
         self.servers.clear()
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (nginx's workers of its master), from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _leaving(pid: int) -> bool:
+    """True when worker ``pid`` is gone or shutting down (it no longer accepts connections:
+    nginx retitles it "worker process is shutting down")."""
+    try:
+        return b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
 
 
 __all__ = ["Endpoint", "EndpointError", "PortInUse", "config_text", "nginx_binary"]
