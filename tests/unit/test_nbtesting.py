@@ -142,3 +142,25 @@ def test_nbval_names_the_cell_and_the_output_that_differs(tmp_path):
         "  FAILED wrong.ipynb::Cell 0: output differs in stdout",
         "  FAILED wrong.ipynb::Cell 1: output differs in text/plain",
     ]
+
+
+def test_a_kernel_that_did_not_start_is_run_once_more_and_only_once(monkeypatch, tmp_path):
+    # A stand-in for pytest: a kernel's port taken by another process cannot be made to
+    # happen on demand, and the retry is about what run_nbval does with such a report.
+    died = nbtesting.PytestRun(
+        ("--nbval",), 1, {"errors": 1},
+        (nbtesting.Failure("s.ipynb::Cell 0", "error", f"RuntimeError: {nbtesting.KERNEL_START_FAILED}"),),
+    )  # fmt: skip
+    fine = nbtesting.PytestRun(("--nbval",), 0, {"passed": 1})
+    differs = nbtesting.PytestRun(
+        ("--nbval",), 1, {"failed": 1}, (nbtesting.Failure("s.ipynb::Cell 0", "failed"),)
+    )
+    for reports, expected, calls in (
+        ([died, fine], fine, 2),
+        ([died, died], died, 2),
+        ([differs], differs, 1),
+    ):
+        queue = list(reports)
+        monkeypatch.setattr(nbtesting, "run_pytest", lambda *a, q=queue, **k: q.pop(0))
+        assert nbtesting.run_nbval("--nbval", "s.ipynb", cwd=tmp_path) is expected
+        assert len(reports) - len(queue) == calls
