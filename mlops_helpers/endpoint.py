@@ -40,7 +40,6 @@ from mlops_helpers.training import FEATURES
 from mlops_helpers.workbook.processes import (
     HOST,
     LoopbackServer,
-    PortInUse,
     ServerError,
     ServerProcess,
     check_port_free,
@@ -290,6 +289,3 @@ def _leaving(pid: int) -> bool:
         return b"shutting down" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-
-
-__all__ = ["Endpoint", "EndpointError", "PortInUse", "config_text", "nginx_binary"]

@@ -550,6 +550,13 @@ def published_days(out_root: Path) -> list[str]:
     return sorted(p.parent.name.removeprefix("day=") for p in root.glob(f"day=*/{MANIFEST}"))
 
 
+def read_checked(out_root: Path, day: str | dt.date) -> tuple[dict, bytes] | None:
+    """A published day's manifest and the bytes of its data file, every file checked
+    against the manifest once; None when the day is not published."""
+    day = as_day(day)
+    return _verified(Path(out_root), day, keep=next(iter(day_files(out_root, day))))
+
+
 def _read_published(out_root: Path, day: str | dt.date, area: str) -> pd.DataFrame:
     """One file of a published day (``processed`` or ``quarantine``), checked first."""
     day, out_root = as_day(day), Path(out_root)

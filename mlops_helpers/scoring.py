@@ -108,8 +108,8 @@ def score_day(
     """Score the unlabelled impressions ``published`` for ``day`` with ``name``'s ``model``
     (alias or version) into ``out_root``; skip when already scored from the same data."""
     day = as_day(day)
-    published_manifest = etl.read_manifest(published, day)
-    if published_manifest is None:
+    found = etl.read_checked(published, day)  # checked once: the manifest and the data
+    if found is None:
         raise ScoringError(
             f"day {day.isoformat()} is not published in {Path(published).name}: publish its "
             "impressions first (etl.run_day(..., labelled=False)); a day its contract blocked "
@@ -117,6 +117,7 @@ def score_day(
         )
     version = resolve_version(name, model)
     folder = prediction_dir(out_root, day, version)
+    published_manifest, data = found
     fingerprint = published_manifest["fingerprint"]
     done = _manifest(folder)
     if (
@@ -126,7 +127,7 @@ def score_day(
         and etl.file_sha256(folder / DATA_FILE) == done.get("sha256")
     ):
         return Scored(**{**done, "status": "unchanged"})
-    impressions = etl.read_partitions(published, [day])
+    impressions = pd.read_parquet(io.BytesIO(data))
     proba = np.asarray(_load(name, version).predict(impressions.loc[:, list(FEATURES)]))[:, 1]
     table = pa.table(
         {
