@@ -168,6 +168,11 @@ def alias_history(name: str) -> pd.DataFrame:
     return pd.DataFrame(_history(name), columns=columns)
 
 
+def moves(name: str, alias: str) -> int:
+    """How many times ``alias`` of ``name`` has moved (its history's length)."""
+    return sum(h["alias"] == alias for h in _history(name))
+
+
 def current_version(name: str, alias: str) -> str | None:
     """The version ``alias`` points to, or None when it (or the model) does not exist;
     raise StoreError when the store fails otherwise."""

@@ -223,3 +223,50 @@ def day_performance(labelled: pd.DataFrame, min_labels: int = 100) -> dict:
         "log_loss": float(comparison.row_log_loss(y, proba).mean()),
         "calibration": float(proba.mean() - y.mean()),
     }
+
+
+ENDPOINT_ROLES = ("live", "canary", "shadow")  # routed by the endpoint ("direct": not)
+
+
+def read_online(log_folder: Path, roles: tuple[str, ...] = ENDPOINT_ROLES) -> pd.DataFrame:
+    """The endpoint's prediction log (``endpoint.Endpoint.log_folder``) as one row per
+    predicted impression, shaped like ``read_predictions`` (``impression_id``, ``proba``,
+    ``model_version``) plus ``request_id``, ``role`` (live, canary, shadow), ``time`` and
+    the features as sent, so batch and online predictions are monitored by the same code.
+    Requests with ``roles`` only; failed answers and a torn last line (a server killed
+    mid-write) are left out."""
+    frames = []
+    for path in sorted(Path(log_folder).glob("version=*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # torn by a kill: the request it logged got no answer either
+            if record.get("role") not in roles or record.get("predictions") is None:
+                continue
+            preds = np.asarray(record["predictions"], dtype=float)
+            frame = pd.DataFrame(record["data"], columns=record["columns"])
+            frame["proba"] = preds[:, 1] if preds.ndim == 2 else preds
+            frame["model_version"] = record["version"]
+            frame["request_id"] = record["request_id"]
+            frame["role"] = record["role"]
+            frame["time"] = record["time"]
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(
+            columns=["impression_id", "proba", "model_version", "request_id", "role", "time"]
+        )
+    online = pd.concat(frames, ignore_index=True)
+    online["time"] = pd.to_datetime(online["time"], unit="s", utc=True)
+    return online
+
+
+def compare_answers(online: pd.DataFrame) -> pd.DataFrame:
+    """The requests that two versions answered (a shadow beside the live one), one row per
+    impression with each version's probability in its own column: what the notebook
+    compares before a promotion."""
+    both = online.pivot_table(
+        index=["request_id", "impression_id"], columns="model_version", values="proba"
+    ).dropna()
+    both.columns = [f"proba_v{c}" for c in both.columns]
+    return both.reset_index()

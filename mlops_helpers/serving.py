@@ -131,9 +131,11 @@ def example_frame() -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def request_body(frame: pd.DataFrame) -> bytes:
-    """The JSON body ``/invocations`` accepts for a frame of feature rows."""
-    split = frame.loc[:, list(FEATURES)].to_dict(orient="split", index=False)
+def request_body(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> bytes:
+    """The JSON body ``/invocations`` accepts for a frame of feature rows; ``extra``
+    columns (an ``impression_id`` that keys the late labels) ride along, the model ignores
+    them."""
+    split = frame.loc[:, [*extra, *FEATURES]].to_dict(orient="split", index=False)
     return json.dumps({"dataframe_split": split}, default=str).encode()
 
 
@@ -190,13 +192,17 @@ class ScoringServer(LoopbackServer):
 
     ``launcher="direct"`` (the default) downloads the model here and starts uvicorn with
     MLflow's scoring app, as ``mlflow models serve --env-manager local`` does after its own
-    start-up; ``"mlflow-cli"`` runs that command.
+    start-up; ``"mlflow-cli"`` runs that command. With ``prediction_log`` (direct only) the
+    app is wrapped so that every answer is appended to that file, labelled ``log_version``
+    (:mod:`mlops_helpers.workbook.logged_app`).
     """
 
     model_uri: str
     port: int | None = None
     ready_timeout: float = 60.0
     launcher: str = "direct"
+    prediction_log: Path | None = None
+    log_version: str = ""
     server: ServerProcess | None = field(default=None, repr=False)
     model_dir: Path | None = field(default=None, repr=False)
 
@@ -207,6 +213,8 @@ class ScoringServer(LoopbackServer):
                 "'direct' starts MLflow's scoring app under uvicorn, 'mlflow-cli' runs "
                 "`mlflow models serve`"
             )
+        if self.prediction_log is not None and self.launcher != "direct":
+            raise ValueError("a prediction log needs launcher='direct' (it wraps MLflow's app)")
 
     def start(self) -> ScoringServer:
         """Check the model and port, start the server, wait until ``/ping`` answers."""
@@ -261,6 +269,12 @@ class ScoringServer(LoopbackServer):
             ) from None
         line, model_env = scoring_server.get_cmd(local, self.port, HOST, None, 1)
         program, *args = shlex.split(line)  # "uvicorn --host ... mlflow.pyfunc...app:app"
+        if self.prediction_log is not None:
+            from mlops_helpers.workbook import logged_app
+
+            args[-1] = f"{logged_app.__name__}:app"
+            env = {**env, logged_app.LOG_ENV: str(self.prediction_log),
+                   logged_app.VERSION_ENV: self.log_version}  # fmt: skip
         return [sys.executable, "-m", program, *args], {**model_env, **env}
 
     def _remove_model_dir(self) -> None:

@@ -1,5 +1,5 @@
-"""The ``mlops-workbook`` command: run, params, refresh, deploy, serve, pipeline, batch,
-tracking-server, orchestrator, backfill and doctor."""
+"""The ``mlops-workbook`` command: run, params, refresh, deploy, score, serve, rollout,
+rollback, pipeline, batch, tracking-server, orchestrator, backfill and doctor."""
 
 from __future__ import annotations
 
@@ -244,6 +244,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mlops_helpers import registry, serving, tracking
 
     tracking.configure_tracking(args.tracking_uri)
+    if args.endpoint:
+        if args.alias != "champion":
+            raise ParameterError(
+                "--endpoint serves @champion and follows it (and the rollout): leave out --alias"
+            )
+        return _serve_endpoint(args)
     why = registry.describe(args.model, args.alias)
     server = serving.ScoringServer(f"models:/{args.model}@{args.alias}", port=args.port)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -261,6 +267,87 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM while it was starting: it was stopped
         print("stopping")
         return 0
+
+
+def _serve_endpoint(args: argparse.Namespace) -> int:
+    """The production endpoint: nginx in front of the champion's scoring server, following
+    the registry (a promotion, a rollback, a canary or shadow rollout) every second, and
+    restarting a scoring server that stopped, until interrupted."""
+    import signal
+
+    from mlops_helpers import config, endpoint, serving
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    live = endpoint.Endpoint(args.model, port=args.port)
+    try:
+        with live:
+            print(f"endpoint for {args.model}: {endpoint.describe(live.route)}")
+            print(f"URL: {live.url}/invocations   (health: {live.url}/ping)")
+            print(f"prediction log: {config.show_path(live.log_folder)}")
+            body = serving.request_body(serving.example_frame()).decode()
+            print(
+                f"  curl -si {live.url}/invocations -H 'Content-Type: application/json' -d '{body}'"
+            )
+            print(
+                "it follows the registry: mlops-workbook deploy, rollback and rollout change "
+                "what it serves; Ctrl-C to stop",
+                flush=True,
+            )
+            while True:
+                time.sleep(1.0)
+                if live.server.process.poll() is not None:
+                    print(f"failed: nginx stopped:\n{live.log_tail()}", file=sys.stderr)
+                    return 1
+                try:
+                    changed = live.follow()
+                except endpoint.EndpointError as exc:
+                    changed = f"refused: {exc}"
+                if changed:
+                    print(changed, flush=True)
+    except KeyboardInterrupt:
+        print("stopping")
+        return 0
+
+
+def _share(text: str) -> int:
+    """argparse type: a canary share, a whole percent from 0 to 100."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole percent from 0 to 100, got {text!r}; 0 sends the challenger "
+            "nothing, 100 everything"
+        )
+    return value
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """Record a canary, shadow or no rollout of the challenger; a running endpoint takes it."""
+    check_name("--model", args.model)
+    from mlops_helpers import endpoint, tracking
+
+    tracking.configure_tracking(args.tracking_uri)
+    if args.canary is not None:
+        mode, share = "canary", args.canary
+    else:
+        mode, share = ("shadow" if args.shadow else "off"), 0
+    route = endpoint.set_rollout(args.model, mode, share, args.version, args.reason)
+    print(f"rollout of {args.model}: {endpoint.describe(route)}")
+    print("a running endpoint (mlops-workbook serve --endpoint) takes it within a second")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Point @champion back at the version before its last move (the endpoint follows)."""
+    check_name("--model", args.model)
+    from mlops_helpers import registry, tracking
+
+    tracking.configure_tracking(args.tracking_uri)
+    version = registry.rollback(args.model, args.reason)
+    print(f"{args.model}@champion is version {version} again ({args.reason})")
+    return 0
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -549,7 +636,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default="viewability", help="registered model name")
     serve.add_argument("--alias", default="champion", help="alias to serve")
     serve.add_argument("--port", type=_port, help="port (default: a free one)")
+    serve.add_argument(
+        "--endpoint",
+        action="store_true",
+        help="the production endpoint: nginx in front of @champion, following promotions, "
+        "rollbacks and rollouts without a failed request, every answer logged",
+    )
     serve.set_defaults(func=cmd_serve)
+    rollout = sub.add_parser(
+        "rollout",
+        help="send the challenger a canary share of the endpoint's traffic, or a shadow copy",
+        description="Recorded in the registry (tag endpoint.rollout); a running "
+        "`serve --endpoint` takes it within a second. Exit 2: a share outside 0 to 100, no "
+        "champion, no challenger, a version that does not exist or is the champion.",
+    )
+    rollout.add_argument("--model", default="viewability", help="registered model name")
+    way = rollout.add_mutually_exclusive_group(required=True)
+    way.add_argument("--canary", type=_share, metavar="PERCENT", help="share of requests")
+    way.add_argument("--shadow", action="store_true", help="a copy of every request")
+    way.add_argument("--off", action="store_true", help="the champion answers everything")
+    rollout.add_argument("--version", type=_version, help="version (default: @challenger)")
+    rollout.add_argument("--reason", default="", help="why, kept with the rollout")
+    rollout.set_defaults(func=cmd_rollout)
+    rollback = sub.add_parser(
+        "rollback", help="point @champion back at the version before its last move"
+    )
+    rollback.add_argument("--model", default="viewability", help="registered model name")
+    rollback.add_argument("--reason", default="rolled back by hand", help="why, kept in history")
+    rollback.set_defaults(func=cmd_rollback)
     pipe = sub.add_parser("pipeline", help="run a declared pipeline (pipelines/*.yaml)")
     pipe.add_argument("file", help="pipeline file, e.g. pipelines/daily.yaml")
     pipe.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
@@ -632,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     progress.add_argument("--json", action="store_true", help="print the rows as JSON")
     progress.set_defaults(func=cmd_progress)
-    for command in (run, deploy, score, serve, pipe, grid):
+    for command in (run, deploy, score, serve, rollout, rollback, pipe, grid):
         command.add_argument(
             "--tracking-uri",
             help="MLflow tracking URI for this command and its notebooks "

@@ -2,62 +2,26 @@
 calling it the whole time while the version under it is switched and rolled back. Not one
 request may fail, and after each switch returns every new answer comes from the new
 version. A version that fails its smoke test never takes traffic; a port in use is refused
-before anything starts."""
+before anything starts. A canary gets its share, a shadow sees every request and answers
+none, both answers are in the prediction log under one request id, a killed scoring server
+gives a clear 503 until the endpoint restarts it, and the log outlives the endpoint."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from mlops_helpers import endpoint, registry, serving
+from mlops_helpers import endpoint, registry, scoring, serving, traffic
 from mlops_helpers.workbook.processes import PortInUse
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_store")]
-
-CLIENTS = 8
-
-
-class Load:
-    """Clients that call the endpoint until stopped, one new connection per request (as a
-    fleet of independent callers does); every answer or failure is kept with its times."""
-
-    def __init__(self, url: str):
-        self.url, self.stop, self.calls = url, threading.Event(), []
-        self.body = serving.request_body(serving.example_frame().head(3))
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
-
-    def _client(self) -> None:
-        while not self.stop.is_set():
-            started = time.monotonic()
-            request = urllib.request.Request(
-                f"{self.url}/invocations", self.body, {"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as resp:
-                    resp.read()
-                    outcome = (resp.status, resp.headers.get(endpoint.VERSION_HEADER))
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                outcome = (type(exc).__name__, None)
-            self.calls.append((started, time.monotonic(), *outcome))
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-    def after(self, moment: float) -> set:
-        """The versions that answered the requests sent after ``moment``."""
-        return {version for started, _, _, version in self.calls if started > moment}
 
 
 @pytest.fixture(scope="module")
@@ -72,24 +36,26 @@ def versions(pointed, make_champion, good_run, renamed_run):
 
 def test_switch_and_rollback_under_load_fail_no_request(versions):
     name, first, second, broken = versions
+    body = serving.request_body(serving.example_frame().head(3))
     with endpoint.Endpoint(name) as live:
-        assert live.answered_by(serving.request_body(serving.example_frame())) == first
-        with Load(live.url) as load:
+        assert live.answered_by() == first
+        with traffic.Load(live.url, [body], clients=8) as load:
             time.sleep(1.0)
             live.switch(second)
-            switched = time.monotonic()
+            load.mark("switched")
             time.sleep(1.0)
             with pytest.raises(endpoint.EndpointError, match=f"version {broken} failed its smoke"):
                 live.switch(broken)
             time.sleep(0.5)
             live.rollback()
-            rolled_back = time.monotonic()
+            load.mark("rolled back")
             time.sleep(1.0)
-        failed = [c for c in load.calls if c[2] != 200]
-        assert len(load.calls) > 50 and not failed, f"{len(failed)} of {len(load.calls)} failed"
-        assert load.after(switched) - load.after(rolled_back) == {second}
-        assert load.after(rolled_back) == {first}, "after the rollback, only the old version"
-        assert broken not in {c[3] for c in load.calls}, "a broken version never took traffic"
+        calls = load.frame()
+        assert len(calls) > 50 and not calls["failed"].any(), load.summary()
+        answered = calls.groupby("phase")["version"].unique().map(set).to_dict()
+        assert answered["switched"] == {second}
+        assert answered["rolled back"] == {first}, "after the rollback, only the old version"
+        assert broken not in set(calls["version"]), "a broken version never took traffic"
         assert (live.live, live.previous) == (first, second)
         assert set(live.servers) == {first, second}, "the replaced version stays warm"
         ports = [s.port for s in live.servers.values()]
@@ -118,3 +84,88 @@ def test_nothing_to_roll_back_to_and_no_champion_are_named(versions, fresh_name)
     registry.client().create_registered_model(fresh_name)
     with pytest.raises(endpoint.EndpointError, match="has no champion to serve"):
         endpoint.Endpoint(fresh_name).start()
+
+
+def call(url: str, frame) -> tuple[int, str | None, str | None, dict]:
+    """One request with the rows' impression ids: status, answering version, request id."""
+    body = serving.request_body(frame, extra=("impression_id",))
+    request = urllib.request.Request(
+        f"{url}/invocations", body, {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            headers, status, answer = resp.headers, resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        headers, status, answer = err.headers, err.code, json.loads(err.read())
+    return (
+        status,
+        headers.get(endpoint.VERSION_HEADER),
+        headers.get(endpoint.REQUEST_HEADER),
+        answer,
+    )
+
+
+def impressions(store, n: int):
+    """``n`` one-row frames of real impressions, each with its id."""
+    rows = store.held_out.head(n).reset_index(drop=True)
+    rows["impression_id"] = [f"imp-{i:05d}" for i in range(n)]
+    return [rows.iloc[[i]] for i in range(n)]
+
+
+def test_a_canary_gets_its_share_and_both_answers_are_logged(versions, store):
+    name, first, second, _ = versions
+    with endpoint.Endpoint(name) as live:
+        live.canary(second, 30)
+        calls = [call(live.url, row) for row in impressions(store, 200)]
+        online = scoring.read_online(live.log_folder)
+    assert {status for status, *_ in calls} == {200}
+    to_canary = sum(version == second for _, version, _, _ in calls)
+    assert 30 <= to_canary <= 95, f"{to_canary} of 200 went to a 30% canary"
+    assert {version for _, version, _, _ in calls} == {first, second}
+    ours = online[online["request_id"].isin([rid for _, _, rid, _ in calls])]
+    assert len(ours) == 200 and ours["impression_id"].is_unique
+    roles = {r.request_id: (r.role, r.model_version) for r in ours.itertuples()}
+    for _, version, rid, answer in calls:
+        assert roles[rid] == ("canary" if version == second else "live", version)
+        assert ours.set_index("request_id").loc[rid, "proba"] == answer["predictions"][0][1]
+
+
+def test_a_shadow_sees_every_request_and_answers_none(versions, store):
+    name, first, second, _ = versions
+    with endpoint.Endpoint(name) as live:
+        live.shadow(second)
+        calls = [call(live.url, row) for row in impressions(store, 40)]
+        time.sleep(0.5)  # nginx sends the copy beside the answer: let the last one land
+        online = scoring.read_online(live.log_folder)
+        live.switch(first)  # the shadow off again: its server stays up, gets nothing
+        after = [call(live.url, row) for row in impressions(store, 5)]
+        time.sleep(0.5)
+        later = scoring.read_online(live.log_folder)
+    assert {(status, version) for status, version, *_ in calls + after} == {(200, first)}
+    ids = {rid for *_, rid, _ in calls}
+    ours = online[online["request_id"].isin(ids)]
+    assert ours.groupby("role")["request_id"].nunique().to_dict() == {"live": 40, "shadow": 40}
+    assert set(ours.loc[ours["role"] == "shadow", "model_version"]) == {second}
+    both = scoring.compare_answers(ours)
+    assert len(both) == 40 and {f"proba_v{first}", f"proba_v{second}"} <= set(both.columns)
+    after_ids = {rid for *_, rid, _ in after}
+    assert set(later.loc[later["request_id"].isin(after_ids), "role"]) == {"live"}
+
+
+def test_a_killed_scoring_server_is_a_clear_503_until_healed_and_the_log_survives(versions, store):
+    name, first, *_ = versions
+    rows = impressions(store, 3)
+    with endpoint.Endpoint(name) as live:
+        assert call(live.url, rows[0])[0] == 200
+        os.killpg(live.servers[first].process.pid, signal.SIGKILL)
+        live.servers[first].process.wait(timeout=10)
+        status, _, _, answer = call(live.url, rows[1])
+        assert status == 503 and answer["error_code"] == "ENDPOINT_UNAVAILABLE"
+        assert "restarts it" in answer["message"]
+        assert live.heal() == [first]
+        assert live.heal() == [], "a running server is left alone"
+        assert call(live.url, rows[1])[0] == 200
+    with endpoint.Endpoint(name) as again:  # a new endpoint appends to the same log
+        assert call(again.url, rows[2])[0] == 200
+        online = scoring.read_online(again.log_folder)
+    assert {"imp-00000", "imp-00001", "imp-00002"} <= set(online["impression_id"])
