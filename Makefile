@@ -37,10 +37,10 @@ install: $(STAMP) ## create .venv with the newest Python 3.11-3.13 found (PYTHON
 doctor: install ## check the set-up: Python, locked versions, kernel, workspace, tracking store, a free port
 	$(BIN)/mlops-workbook doctor
 
-run: install ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
+run: install nginx ## execute the whole workbook headless and print a summary (ARGS="-p seed 7" to override)
 	$(BIN)/mlops-workbook run $(ARGS)
 
-lab: install ## open JupyterLab on the notebooks, kernels started the usual way (LAB_ARGS=--no-browser to open it yourself)
+lab: install nginx ## open JupyterLab on the notebooks, kernels started the usual way (LAB_ARGS=--no-browser to open it yourself)
 	cd notebooks && ../$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: install browser nginx ## run every test: unit, integration, nbval on every notebook, papermill runs, JupyterLab in a browser
@@ -49,7 +49,7 @@ test: install browser nginx ## run every test: unit, integration, nbval on every
 test-unit: install nginx ## run the unit tests only (fast; doctor's check of nginx among them)
 	$(BIN)/pytest -n 2 tests/unit
 
-test-notebooks: install ## run nbval on the committed notebooks only
+test-notebooks: install nginx ## run nbval on the committed notebooks only
 	$(BIN)/pytest -n 2 --dist loadscope notebooks $(PYTEST_NOTEBOOKS)
 
 nginx: ## make sure nginx exists for the production endpoint's tests (as root: apt-get install nginx-light)

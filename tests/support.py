@@ -81,8 +81,9 @@ def _listens_on(pid: int, port: int) -> bool:
 
 
 def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str]]:
-    """Scoring-server processes (MLflow's launcher, uvicorn) of the workspace ``root`` or a
-    folder inside it, and listening on ``port`` when given: pid and command line.
+    """Scoring-server processes (MLflow's launcher, uvicorn, an endpoint's nginx) of the
+    workspace ``root`` or a folder inside it, and listening on ``port`` when given: pid and
+    command line.
 
     A server started the usual way says what it is in its command line and has the
     workspace (``MLOPS_WORKBOOK_HOME`` or its sqlite tracking URI) in its environment. A
@@ -108,7 +109,11 @@ def server_processes(root: Path, port: int | None = None) -> list[tuple[int, str
         except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours
             continue
         forked = name == "uvicorn" and parent in templates
-        said = b"models serve" in cmdline or b"mlflow.pyfunc.scoring_server" in cmdline
+        said = any(
+            what in cmdline
+            for what in (b"models serve", b"mlflow.pyfunc.scoring_server", b"logged_app:app")
+        )
+        said = said or (name == "nginx" and str(root).encode() in cmdline)  # an endpoint's
         inside = any(e == home or e.startswith(home + b"/") or e.startswith(store) for e in environ)
         inside = inside or cwd == root or root in cwd.parents
         if port is None:

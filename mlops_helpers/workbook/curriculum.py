@@ -94,6 +94,12 @@ CURRICULUM = {
         25,
         "unlabelled days scored by version, labels that arrive days later, drift with performance",
     ),
+    "12_live_endpoint": Chapter(
+        "A live endpoint: canary, shadow, rollback",
+        "2",
+        25,
+        "nginx in front of scoring servers: versions switched under live traffic, no request failed",
+    ),
 }
 
 

@@ -136,6 +136,20 @@ CASES = {
         lambda c: ["2026-03-02"],
         lambda c: ["2026-03-02", "2026-03-03"],  # every drifted day: the drift-only trigger itself
     ),
+    "12.2": (
+        lambda _: {
+            "compared": pd.DataFrame(
+                {
+                    "request_id": ["a", "b", "c", "d"],
+                    "impression_id": ["i1", "i2", "i3", "i4"],
+                    "proba_v1": [0.20, 0.50, 0.70, 0.40],
+                    "proba_v2": [0.30, 0.52, 0.60, 0.33],
+                }
+            )
+        },
+        lambda c: 3,
+        lambda c: 1,  # only where the challenger scored higher: the gap goes both ways
+    ),
 }
 
 
