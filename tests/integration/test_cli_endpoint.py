@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mlops_helpers import endpoint, registry, serving, traffic
+from mlops_helpers import config, endpoint, registry, serving, traffic
 from mlops_helpers.workbook import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_store")]
@@ -29,7 +29,12 @@ def answered_by_only(load: traffic.Load, versions: set[str], timeout: float = 30
     raise AssertionError(f"still answered by {set(load.frame().tail(20)['version'])}")
 
 
-def test_the_endpoint_follows_rollout_promotion_and_rollback(store, make_champion, good_run):
+def test_the_endpoint_follows_rollout_promotion_and_rollback(
+    store, make_champion, good_run, monkeypatch
+):
+    # cli.main sets this variable for the commands it runs; set here, it is undone after
+    # the test and no later test in this process sees the store
+    monkeypatch.setenv(config.TRACKING_URI_ENV, store.uri)
     name, first = make_champion(good_run, "cli-endpoint")
     second = registry.register(good_run, name)  # @challenger
     with pytest.raises(SystemExit) as refused:
