@@ -104,7 +104,11 @@ def test_a_killed_run_does_not_block_the_next_one(tmp_path):
     ws = tmp_path / "ws"
     first = _start_run(ws)
     os.kill(first.pid, signal.SIGKILL)  # the holder only: its lock goes with it
-    first.communicate(timeout=60)
+    # wait for the holder itself, not for end of file on its pipes: the kernel it started
+    # inherited them and may take a while to notice its parent is gone
+    first.wait(timeout=60)
+    first.stdout.close()
+    first.stderr.close()
     assert json.loads((ws / workspace_lock.LOCK_NAME).read_text())["pid"] == first.pid
     again = _run(ws, "run", "03", "--no-progress", "--no-report")
     assert again.returncode == 0, again.stdout + again.stderr
