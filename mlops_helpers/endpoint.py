@@ -52,6 +52,7 @@ from mlops_helpers import registry, serving
 from mlops_helpers.config import ensure_workspace, show_path
 from mlops_helpers.errors import WorkbookInputError
 from mlops_helpers.parameters import check_name
+from mlops_helpers.traffic import VERSION_HEADER  # clients read the header nginx sets here
 from mlops_helpers.training import FEATURES
 from mlops_helpers.workbook.processes import (
     HOST,
@@ -64,7 +65,6 @@ from mlops_helpers.workbook.processes import (
     venv_env,
 )
 
-VERSION_HEADER = "X-Model-Version"
 REQUEST_HEADER = "X-Request-ID"
 SWITCH_TIMEOUT = 10.0  # seconds for nginx's new workers to answer with the new version
 
@@ -362,26 +362,23 @@ class Endpoint(LoopbackServer):
 
     def canary(self, version: str, share: int) -> float:
         """Send ``share`` percent of new requests to ``version``, the rest to the live one."""
-        self._running()
         share = check_share(share)
-        version = registry.check_version(self.name, version)
-        if version == self.live:
-            raise EndpointError(
-                f"version {version} is the live version already; a canary is another version "
-                "(the challenger)"
-            )
-        return self._apply(Route(self.live, version, "canary", share))
+        return self._apply(Route(self.live, self._challenger(version, "a canary"), "canary", share))
 
     def shadow(self, version: str) -> float:
         """Send ``version`` a copy of every request; its answers are logged, never returned."""
+        return self._apply(Route(self.live, self._challenger(version, "a shadow"), "shadow"))
+
+    def _challenger(self, version: str, what: str) -> str:
+        """``version`` checked as a challenger: registered, and not the live version."""
         self._running()
         version = registry.check_version(self.name, version)
         if version == self.live:
             raise EndpointError(
-                f"version {version} is the live version already; a shadow is another version "
+                f"version {version} is the live version already; {what} is another version "
                 "(the challenger)"
             )
-        return self._apply(Route(self.live, version, "shadow"))
+        return version
 
     def rollback(self) -> float:
         """Switch back to the version the last switch replaced (still running: a reload)."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-VERSION_HEADER = "X-Model-Version"  # as mlops_helpers.endpoint sets it
+VERSION_HEADER = "X-Model-Version"  # the header the endpoint (nginx) adds to every answer
 
 
 class Load:
