@@ -522,10 +522,11 @@ def wanted_route(name: str) -> Route:
     """The route the registry asks for: ``@champion`` live, and the recorded rollout while
     the champion is the one it was recorded against (a promotion or a rollback ends it: a
     rolled-back version is not canaried again by an old rollout)."""
-    champion = registry.current_version(name, registry.CHAMPION)
-    if champion is None:
+    model = registry.registered(name)  # one read a second for `serve --endpoint`, not three
+    champion = model and model.aliases.get(registry.CHAMPION)
+    if not champion:
         raise EndpointError(f"model {name!r} has no champion to serve; deploy a version first")
-    tags = registry.client().get_registered_model(name).tags
+    champion, tags = str(champion), model.tags
     try:
         rollout = json.loads(tags.get(ROLLOUT_TAG, "{}"))
     except ValueError:
@@ -533,7 +534,7 @@ def wanted_route(name: str) -> Route:
     version, mode = rollout.get("version"), rollout.get("mode", "off")
     ended = (rollout.get("champion"), rollout.get("champion_moves")) != (
         champion,
-        registry.moves(name, registry.CHAMPION),
+        registry.moves(name, registry.CHAMPION, tags),
     )
     if mode not in ("canary", "shadow") or ended:
         return Route(champion)

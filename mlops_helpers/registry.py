@@ -156,8 +156,10 @@ def register(run_id: str, name: str, alias: str | None = CHALLENGER, reason: str
     return str(version)
 
 
-def _history(name: str) -> list[dict]:
-    tags = client().get_registered_model(name).tags
+def _history(name: str, tags: dict[str, str] | None = None) -> list[dict]:
+    """The alias moves recorded in the model's tags (read now, unless ``tags`` are given)."""
+    if tags is None:
+        tags = client().get_registered_model(name).tags
     keys = sorted(k for k in tags if k.startswith(HISTORY_PREFIX))
     return [json.loads(tags[k]) for k in keys]
 
@@ -168,9 +170,21 @@ def alias_history(name: str) -> pd.DataFrame:
     return pd.DataFrame(_history(name), columns=columns)
 
 
-def moves(name: str, alias: str) -> int:
-    """How many times ``alias`` of ``name`` has moved (its history's length)."""
-    return sum(h["alias"] == alias for h in _history(name))
+def moves(name: str, alias: str, tags: dict[str, str] | None = None) -> int:
+    """How many times ``alias`` of ``name`` has moved (its history's length); from ``tags``
+    when the caller has just read them (see :func:`registered`)."""
+    return sum(h["alias"] == alias for h in _history(name, tags))
+
+
+def registered(name: str):
+    """The registered model ``name`` (its aliases and tags in one read), or None when it
+    does not exist; raise StoreError when the store fails otherwise."""
+    try:
+        return client().get_registered_model(name)
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise store_failed(f"reading model {name!r}", exc) from exc
 
 
 def current_version(name: str, alias: str) -> str | None:
