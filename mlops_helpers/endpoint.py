@@ -99,12 +99,6 @@ class Route:
         """The versions whose servers this route needs."""
         return {self.live} | ({self.challenger} if self.challenger else set())
 
-    def answering(self) -> set[str]:
-        """The versions that may answer a client under this route."""
-        if self.mode == "canary" and self.share == 100:
-            return {self.challenger}
-        return self.versions() if self.mode == "canary" and self.share else {self.live}
-
 
 def describe(route: Route) -> str:
     """The route in words: "version 2", "version 2, canary version 3 at 10%"."""
