@@ -300,7 +300,12 @@ def test_only_kernels_and_scoring_servers_are_forked(own_template):
 def test_the_template_key_covers_what_imports_can_read():
     env = {"PATH": "/usr/bin", "OPENBLAS_NUM_THREADS": "1"}
     key = common.template_key(sys.executable, env)
-    per_run = {"MLOPS_WORKBOOK_HOME": "/elsewhere", "MLFLOW_TRACKING_URI": "sqlite:///x.db"}
+    per_run = {
+        "MLOPS_WORKBOOK_HOME": "/elsewhere",
+        "MLFLOW_TRACKING_URI": "sqlite:///x.db",
+        "MLOPS_MODEL_VERSION": "3",  # each endpoint server's own: one template for all
+        "MLOPS_PREDICTION_LOG": "/elsewhere/version=3.jsonl",
+    }
     assert common.template_key(sys.executable, {**env, **per_run}) == key
     # read by numpy's BLAS when it loads: another template
     assert common.template_key(sys.executable, {**env, "OPENBLAS_NUM_THREADS": "2"}) != key

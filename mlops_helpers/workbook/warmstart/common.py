@@ -63,7 +63,10 @@ PRELOAD = (
 
 # Environment variables a run or a process sets for itself, read when used, never at import
 # by the preloaded libraries: they may differ between processes forked from one template.
-PER_RUN_PREFIXES = ("MLOPS_WORKBOOK_", "MLFLOW_EXPERIMENT_", "JPY_", "PYTEST_")
+# MLOPS_ is this package's own (never preloaded): the workbook's settings, and what each
+# endpoint server is told (the version it serves, its prediction log), so the servers of
+# all versions share one template.
+PER_RUN_PREFIXES = ("MLOPS_", "MLFLOW_EXPERIMENT_", "JPY_", "PYTEST_")
 PER_RUN = frozenset(
     {
         "MLFLOW_TRACKING_URI",
@@ -87,7 +90,6 @@ PER_RUN = frozenset(
         "COLUMNS",
         "LINES",
         "__DASK_PARENT_PID",  # a Dask worker's nanny
-        "MLOPS_TRACKING_URI",  # mlops-workbook --tracking-uri (our package: never preloaded)
         # set by the preloaded libraries when imported (scikit-learn for Intel's OpenMP,
         # MLflow for Spark): a caller that has imported them has these, one that has not
         # does not; every forked process gets them, as importing would
