@@ -340,6 +340,17 @@ class Endpoint(LoopbackServer):
         if self.server is None or self.server.process is None:
             raise EndpointError("the endpoint is not running: start it first (Endpoint.start)")
 
+    def prepare(self, version: str) -> float:
+        """Start ``version``'s own server and smoke-test it on its own URI, sending it no
+        traffic: the first move of a change, made ahead, as a rollout starts the new
+        version before it shifts any traffic; a later change to it is then only a reload.
+        Return the seconds it took; a version that fails its smoke test is refused here."""
+        self._running()
+        version = registry.check_version(self.name, version)
+        started = time.monotonic()
+        self._serve(version)
+        return time.monotonic() - started
+
     def switch(self, version: str) -> float:
         """Send every new request to ``version`` (and none to a challenger); return the
         seconds until the endpoint's answers came from it. The version replaced keeps

@@ -16,9 +16,11 @@ import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
 from mlops_helpers import endpoint, registry, scoring, serving, traffic
+from mlops_helpers.workbook import warmstart
 from mlops_helpers.workbook.processes import PortInUse
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_store")]
@@ -59,6 +61,9 @@ def test_switch_and_rollback_under_load_fail_no_request(versions):
         assert broken not in set(calls["version"]), "a broken version never took traffic"
         assert (live.live, live.previous) == (first, second)
         assert set(live.servers) == {first, second}, "the replaced version stays warm"
+        if warmstart.active():  # as in make test: every version forks from one template
+            parents = {psutil.Process(s.process.pid).ppid() for s in live.servers.values()}
+            assert len(parents) == 1 and parents <= set(warmstart.templates()), parents
         ports = [s.port for s in live.servers.values()]
     for port in ports:
         with socket.socket() as s:
@@ -116,7 +121,12 @@ def impressions(store, n: int):
 def test_a_canary_gets_its_share_and_both_answers_are_logged(versions, store):
     name, first, second, _ = versions
     with endpoint.Endpoint(name) as live:
+        assert live.prepare(second) > 0 and second in live.servers
+        assert live.route == endpoint.Route(first), "a prepared version takes no traffic yet"
+        assert {call(live.url, row)[1] for row in impressions(store, 10)} == {first}
+        prepared = live.servers[second].port
         live.canary(second, 30)
+        assert live.servers[second].port == prepared, "the canary is the prepared server"
         calls = [call(live.url, row) for row in impressions(store, 200)]
         online = scoring.read_online(live.log_folder)
     assert {status for status, *_ in calls} == {200}
