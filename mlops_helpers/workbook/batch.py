@@ -51,6 +51,18 @@ GRID_KEYS = {"name", "notebook", "pipeline", "parameters", "grid"}
 MAX_ITEMS = 1000
 # How long an unreachable --scheduler may take to say so, instead of Dask's own retries.
 SCHEDULER_TIMEOUT = 3.0
+# What Dask's nanny sets before it spawns a worker, for the worker's own computations: one
+# BLAS thread, malloc trimming, a fixed hash seed. It sets them in its own process, which
+# for a LocalCluster is the caller's: cluster_client puts the caller's values back, so the
+# kernels the caller starts later are set up as before. An item's kernel is not one of the
+# worker's computations either: on a cluster of this machine it gets the caller's values
+# too, so it is set up as the kernels the caller starts itself (notebook 06's by-hand loop)
+# and forks from their warm template instead of starting one of its own (seconds of
+# imports per worker set-up). On a remote scheduler the workers' own settings stand.
+NANNY_ENV = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_",
+    "PYTHONHASHSEED",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -217,9 +229,18 @@ def _pipeline_items(path, spec, fixed, grid, combos, cli_values) -> list[Item]:
     return items
 
 
-def run_item(item: Item, item_dir: str, env: dict[str, str], retries: int = 3) -> dict:
+def _set_env(env: dict[str, str | None]) -> None:
+    """Set ``env`` in this process; a None value unsets its variable."""
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def run_item(item: Item, item_dir: str, env: dict[str, str | None], retries: int = 3) -> dict:
     """Run one item (in a Dask worker); retry kernel port races; never raise."""
-    os.environ.update(env)
+    _set_env(env)
     folder = Path(item_dir)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -329,10 +350,12 @@ def cluster_client(scheduler: str | None = None, n_workers: int | None = None):
         return Client(scheduler, timeout="10s")
     workers = n_workers or max(1, os.cpu_count() or 1)
     warmstart.enable_here()  # before the workers start: they inherit it
+    caller = {key: os.environ.get(key) for key in NANNY_ENV}
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host=HOST,
         dashboard_address=f"{HOST}:0", silence_logs=40,
     )  # fmt: skip
+    _set_env(caller)  # the nannies set NANNY_ENV in this process as well: see there
     return Client(cluster)
 
 
@@ -388,6 +411,8 @@ def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, 
     tqdm = execute.progress_bar()
     own = client is None
     client = cluster_client(scheduler, n_workers) if own else client
+    if client.cluster is not None:  # a LocalCluster: see NANNY_ENV
+        env = {**env, **{key: os.environ.get(key) for key in NANNY_ENV}}
     try:
         # Workers start their kernels' template while they import papermill for the first item.
         client.run(_prestart_template, env)  # returns at once: it does not wait for imports
@@ -416,13 +441,13 @@ def _run_on_dask(todo, out, env, scheduler, n_workers, client, progress, total, 
                 cluster.close()
 
 
-def _prestart_template(env: dict[str, str]) -> None:
+def _prestart_template(env: dict[str, str | None]) -> None:
     """In a worker: start the warm template its items' kernels will use (see
     :func:`mlops_helpers.workbook.warmstart.prestart`), with the environment :func:`run_item` sets."""
     from mlops_helpers.config import apply_mlflow_env, mark_headless
     from mlops_helpers.workbook import warmstart
 
-    os.environ.update(env)
+    _set_env(env)
     apply_mlflow_env()
     mark_headless()
     warmstart.prestart()

@@ -16,13 +16,14 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
 from mlops_helpers import config
-from mlops_helpers.workbook import batch
+from mlops_helpers.workbook import batch, execute, warmstart
 from mlops_helpers.workbook.specs import SpecError
-from tests.support import UNLUCKY, ran, write_notebook
+from tests.support import UNLUCKY, make_notebook, ran, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +99,44 @@ def test_bad_item_is_listed_others_complete_and_reruns_skip_finished(client, wor
         f"tiny seed=1 n_rows={UNLUCKY}": 2,
         "tiny seed=1 n_rows=12": 1,
     }, "only the lost item and the failed one run again"
+
+
+def test_an_items_kernel_is_set_up_as_the_callers_own_and_shares_its_template(
+    workspace, tmp_path, monkeypatch
+):
+    """Dask's nanny sets one BLAS thread and a fixed hash seed before it spawns a worker, in
+    its own process: the caller's, for a LocalCluster. The caller keeps its own values, and
+    an item's kernel gets them too (batch.NANNY_ENV), as a kernel the caller starts itself
+    has them, so it forks from the same warm template instead of starting one of its own."""
+    for key in batch.NANNY_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the caller's own, not the nanny's 1
+    caller = {key: os.environ.get(key) for key in batch.NANNY_ENV}
+    probe = make_notebook(
+        tmp_path / "probe.ipynb",
+        "seed: int = 1\n",
+        f"import json, os\nprint(json.dumps({{k: os.environ.get(k) for k in {batch.NANNY_ENV!r}}}))",
+    )
+    own = batch.cluster_client(n_workers=1)
+    try:
+        now = {key: os.environ.get(key) for key in batch.NANNY_ENV}
+        assert now == caller, "starting a cluster changed the caller's environment"
+        execute.execute_notebook(probe, tmp_path / "by_hand.ipynb", {})  # the caller's kernel
+        before = set(warmstart.templates())
+        grid_path = tmp_path / "grid.yaml"
+        grid_path.write_text("name: probe\nnotebook: probe.ipynb\ngrid:\n  seed: [1, 2]\n")
+        grid = batch.load_grid(grid_path)
+        results = batch.run_batch(grid, client=own, progress=False)
+        assert [r.status for r in results] == ["ok", "ok"], results
+        for r in results:
+            executed = nbformat.read(grid.out_dir / r.key / r.notebook, as_version=4)
+            assert json.loads(executed.cells[-1].outputs[0]["text"]) == caller, r.key
+        if warmstart.active():  # as in make test
+            assert set(warmstart.templates()) <= before, "the items' kernels started a template"
+    finally:
+        cluster = own.cluster
+        own.close()
+        cluster.close()
 
 
 def _processes_of(workspace: Path) -> list[int]:
