@@ -50,14 +50,6 @@ def test_a_share_is_split_only_between_0_and_100_and_the_shadow_is_mirrored(tmp_
     assert "backup" not in text["shadow"] and "backup" not in text["live only"]
 
 
-def test_what_may_answer_a_client_follows_the_route():
-    assert ROUTES["live only"].answering() == {"1"}
-    assert ROUTES["canary 0%"].answering() == {"1"}
-    assert ROUTES["canary 30%"].answering() == {"1", "2"}
-    assert ROUTES["canary 100%"].answering() == {"2"}
-    assert ROUTES["shadow"].answering() == {"1"}, "a shadow's answers are never returned"
-
-
 @pytest.mark.parametrize("share", [-1, 101, 12.5, "10", True, None])
 def test_a_canary_share_outside_0_to_100_is_refused_with_the_bounds(share):
     with pytest.raises(endpoint.EndpointError, match="whole percent from 0 to 100"):
