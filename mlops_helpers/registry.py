@@ -74,6 +74,17 @@ def store_failed(what: str, exc: BaseException) -> StoreError:
     )
 
 
+def read_or_none(what: str, read):
+    """``read()``, or None when what it reads does not exist (:func:`is_missing`); raise
+    StoreError naming ``what`` when the store fails otherwise."""
+    try:
+        return read()
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise store_failed(what, exc) from exc
+
+
 @dataclass(frozen=True)
 class GateThresholds:
     """What a challenger must reach: an absolute floor, and no real loss against the champion.
@@ -130,23 +141,17 @@ def register(run_id: str, name: str, alias: str | None = CHALLENGER, reason: str
     With ``alias`` (default ``challenger``) the new version also gets that alias.
     """
     c = client()
-    try:
-        outputs = c.get_run(run_id).outputs.model_outputs
-    except Exception as exc:
-        if not is_missing(exc):
-            raise store_failed(f"reading run {run_id}", exc) from exc
+    run = read_or_none(f"reading run {run_id}", lambda: c.get_run(run_id))
+    if run is None:
         raise ModelNotFound(
             f"run {run_id} does not exist on this tracking server; log a model first "
             "(tracking.log_training) and pass its run id"
-        ) from None
+        )
+    outputs = run.outputs.model_outputs
     if not outputs:
         raise RegistryError(f"run {run_id} logged no model; log one with tracking.log_training")
     model_id = outputs[-1].model_id
-    try:
-        c.get_registered_model(name)
-    except Exception as exc:
-        if not is_missing(exc):
-            raise store_failed(f"reading registered model {name!r}", exc) from exc
+    if registered(name) is None:
         c.create_registered_model(name)
     version = c.create_model_version(
         name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
@@ -179,23 +184,17 @@ def moves(name: str, alias: str, tags: dict[str, str] | None = None) -> int:
 def registered(name: str):
     """The registered model ``name`` (its aliases and tags in one read), or None when it
     does not exist; raise StoreError when the store fails otherwise."""
-    try:
-        return client().get_registered_model(name)
-    except Exception as exc:
-        if is_missing(exc):
-            return None
-        raise store_failed(f"reading model {name!r}", exc) from exc
+    return read_or_none(f"reading model {name!r}", lambda: client().get_registered_model(name))
 
 
 def current_version(name: str, alias: str) -> str | None:
     """The version ``alias`` points to, or None when it (or the model) does not exist;
     raise StoreError when the store fails otherwise."""
-    try:
-        return str(client().get_model_version_by_alias(name, alias).version)
-    except Exception as exc:
-        if is_missing(exc):
-            return None
-        raise store_failed(f"reading alias {alias!r} of model {name!r}", exc) from exc
+    found = read_or_none(
+        f"reading alias {alias!r} of model {name!r}",
+        lambda: client().get_model_version_by_alias(name, alias),
+    )
+    return None if found is None else str(found.version)
 
 
 def check_version(name: str, version: object) -> str:
@@ -206,15 +205,12 @@ def check_version(name: str, version: object) -> str:
             f"model version must be a whole number of at least 1, got {version!r}; "
             "see the registered versions in the MLflow UI or registry.alias_history"
         )
-    try:
-        client().get_model_version(name, text)
-    except Exception as exc:
-        if not is_missing(exc):
-            raise store_failed(f"reading version {text} of model {name!r}", exc) from exc
+    what = f"reading version {text} of model {name!r}"
+    if read_or_none(what, lambda: client().get_model_version(name, text)) is None:
         raise ModelNotFound(
             f"model {name!r} has no version {text}; pass a version it has (see the MLflow UI "
             "or registry.alias_history), or --train to train and register a new one"
-        ) from None
+        )
     return text
 
 

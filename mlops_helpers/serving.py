@@ -85,15 +85,14 @@ def check_model_uri(model_uri: str) -> None:
         return
     if model_uri.startswith("runs:/"):
         run_id = model_uri.removeprefix("runs:/").split("/")[0]
-        try:
-            registry.client().get_run(run_id)
-        except Exception as exc:
-            if not registry.is_missing(exc):
-                raise registry.store_failed(f"reading run {run_id}", exc) from exc
+        run = registry.read_or_none(
+            f"reading run {run_id}", lambda: registry.client().get_run(run_id)
+        )
+        if run is None:
             raise ModelNotFound(
                 f"{model_uri}: run {run_id} does not exist on this tracking server; pass the "
                 "id of a run that logged a model (tracking.log_training returns it)"
-            ) from None
+            )
         return
     if "://" not in model_uri and not Path(model_uri).exists():
         raise ModelNotFound(f"{model_uri}: no such model folder")
