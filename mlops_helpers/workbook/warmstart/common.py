@@ -54,6 +54,9 @@ PRELOAD = (
     "papermill",
     "IPython",
     "ipykernel.ipkernel",
+    # how MLflow loads a scikit-learn model (skops serialization): its import is half a
+    # second of each scoring server's start and of each kernel that loads a model
+    "skops.io",
     # MLflow's scoring server, less its app (which loads the model when imported)
     "uvicorn",
     "uvicorn.main",

@@ -59,6 +59,14 @@ def preload() -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    with contextlib.suppress(ImportError):
+        # Loading a model, MLflow compares its requirements with what is installed, and maps
+        # modules to packages once per process by reading every installed package's
+        # metadata (a second on its own). Made here, the map is the one a fresh process
+        # would make: the template key covers the installed packages.
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        warn_dependency_requirement_mismatches(["mlflow"])
     # what the imports put in the environment (scikit-learn's KMP_* settings): a fresh
     # process that imports the same libraries has it too
     _IMPORTS_SET.update({k: v for k, v in os.environ.items() if before.get(k) != v})
