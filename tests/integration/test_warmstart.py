@@ -548,3 +548,56 @@ def test_the_template_forks_with_only_the_threads_its_docstring_names(own_templa
     # its main thread and the BLAS pools (named after it), jemalloc's purger; nothing new
     assert set(names) <= {common.TEMPLATE_NAME, "jemalloc_bg_thd"}, names
     assert names.count(common.TEMPLATE_NAME) <= 1 + 2 * max(0, (os.cpu_count() or 1) - 1)
+
+
+def listening_sockets(pid: int) -> tuple[int, set[str]]:
+    """How many TCP sockets ``pid`` listens on, and the paths of its listening Unix ones."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    tcp = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            tcp += fields[3] == "0A" and fields[9] in inodes  # 0A: LISTEN
+    unix = set()
+    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[6] in inodes and fields[3] == "00010000":  # listening
+            unix.add(fields[7])
+    return tcp, unix
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["usual", "warm"])
+def test_a_headless_kernel_listens_on_unix_sockets_only_this_user_can_reach(
+    own_template, tmp_path, monkeypatch, warm
+):
+    """No loopback port to lose in a race or to another user (see the provisioner)."""
+    monkeypatch.setenv(warmstart.SWITCH, "1" if warm else "0")
+    km = KernelManager(kernel_name=execute.KERNEL)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - kept open for the restart
+    km.start_kernel(cwd=str(tmp_path), stderr=devnull, extra_arguments=execute.KERNEL_ARGS)
+    try:
+        assert km.provisioner.warm is warm
+        folder = Path(km.ip).parent
+        assert km.transport == "ipc"
+        stat = folder.stat()
+        assert stat.st_uid == os.getuid() and stat.st_mode & 0o777 == 0o700
+        assert json.loads(Path(km.connection_file).read_text())["transport"] == "ipc"
+        assert run(km, "print(6 * 7)")[0] == "42\n"
+        tcp, unix = listening_sockets(km.provisioner.pid)
+        # the five channels; the one TCP socket is ipykernel's own pipe for the output of
+        # processes the kernel forks, bound atomically to a random port and authenticated
+        assert unix == {f"{folder}/k-{n}" for n in range(1, 6)}
+        assert tcp == 1
+        km.restart_kernel(now=True)  # a restart keeps the folder and its sockets
+        assert Path(km.ip).parent == folder and km.transport == "ipc"
+        assert run(km, "print(6 * 7)")[0] == "42\n"
+        assert km.provisioner.warm is warm
+    finally:
+        km.shutdown_kernel(now=True)
+        devnull.close()
+    assert not folder.exists(), "the sockets' folder outlived the kernel"
