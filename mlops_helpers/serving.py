@@ -216,16 +216,30 @@ class ScoringServer(LoopbackServer):
             raise ValueError("a prediction log needs launcher='direct' (it wraps MLflow's app)")
 
     def start(self) -> ScoringServer:
-        """Check the model and port, start the server, wait until ``/ping`` answers."""
+        """Check the model and port, start the server, wait until ``/ping`` answers.
+
+        A port picked here (none given) is free when it is picked, not necessarily when the
+        server binds it a moment later (a busy machine's client connections take ports
+        too): a server that loses it is started again on another, twice at most."""
         mlflow = import_mlflow()
         check_model_uri(self.model_uri)
-        if self.port is None:
-            self.port = free_port()
-        else:
+        picked = self.port is None
+        if not picked:
             try:
                 check_port_free(self.port)
             except ServerError as exc:
                 raise PortInUse(str(exc)) from None
+        for attempt in range(3):
+            if picked:
+                self.port = free_port()
+            try:
+                return self._start(mlflow)
+            except ServingError:
+                if not (picked and attempt < 2 and self.server and self.server.lost_its_port()):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _start(self, mlflow) -> ScoringServer:
         env = venv_env({"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})
         if self.launcher == "mlflow-cli":
             command = [

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -76,6 +77,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listener_uids(port: int) -> set[int] | None:
+    """The uids of the TCP sockets listening on ``port`` (any address), from /proc/net;
+    None where it has no such tables (not Linux)."""
+    uids: set[int] = set()
+    found = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for line in lines:
+            fields = line.split()  # sl local rem st queues timer retr uid timeout inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                uids.add(int(fields[7]))
+    return uids if found else None
+
+
 def check_port_free(port: int) -> None:
     """Raise PortInUse when something listens on ``port`` on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -119,6 +138,7 @@ class ServerProcess:
         self.what, self.command, self.health_url = what, command, health_url
         self.log_path, self.env, self.ready_timeout = log_path, env, ready_timeout
         self.process: subprocess.Popen | None = None
+        self.port_held_by_another_user = False
         self._watchdog: tuple[subprocess.Popen, int] | None = None  # and our end of its pipe
 
     def start(self) -> None:
@@ -182,7 +202,15 @@ class ServerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             watchdog.wait(timeout=5)
 
+    def lost_its_port(self) -> bool:
+        """Whether the start failed because the port was taken: by another user's listener,
+        or the server said "Address already in use" (uvicorn and nginx do) in its log."""
+        return self.port_held_by_another_user or "address already in use" in (
+            self.log_tail(40).lower()
+        )
+
     def _wait_ready(self) -> None:
+        port = urllib.parse.urlsplit(self.health_url).port
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -190,6 +218,21 @@ class ServerProcess:
                     f"{self.what} exited with code {self.process.returncode} before it was "
                     f"ready; its log:\n{self.log_tail()}"
                 )
+            # Ask only a listener of this user: another local user can bind the port
+            # before the server does, and would answer the health check. Once this
+            # user listens there, no other user can (SO_REUSEPORT needs the same uid).
+            uids = listener_uids(port) if port else None
+            if uids is not None and uids - {os.getuid()}:
+                self.port_held_by_another_user = True
+                raise ServerError(
+                    f"port {port} on {HOST} is held by a process of uid "
+                    f"{', '.join(map(str, sorted(uids - {os.getuid()})))}, not by {self.what} "
+                    f"(you are uid {os.getuid()}); nothing was sent to it. Start again (a new "
+                    "port is picked) or pass a port nobody else uses"
+                )
+            if uids is not None and not uids:  # nothing listens yet
+                time.sleep(0.05)
+                continue
             try:
                 with urllib.request.urlopen(self.health_url, timeout=1) as resp:
                     if resp.status == 200:

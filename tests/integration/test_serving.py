@@ -172,6 +172,27 @@ class TestServerFaults:
                 server.start()
         assert server.process is None
 
+    def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(
+        self, champion, monkeypatch
+    ):
+        # free_port is replaced (only here) to make the race happen every time: the port it
+        # picks first is taken by a listener of this user that never answers
+        name, _ = champion
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+            taken.bind((serving.HOST, 0))
+            taken.listen()
+            lost = taken.getsockname()[1]
+            picks = iter([lost])
+            real = serving.free_port
+            monkeypatch.setattr(serving, "free_port", lambda: next(picks, None) or real())
+            with serving.ScoringServer(f"models:/{name}@champion") as server:
+                assert server.port != lost
+                with serving.urllib.request.urlopen(f"{server.url}/ping", timeout=5) as resp:
+                    assert resp.status == 200
+                first = server.server.log_path.with_name(f"server-{lost}.log")
+                assert "address already in use" in first.read_text().lower()
+        assert server.process is None
+
     def test_a_server_not_ready_in_time_is_stopped_and_its_log_shown(self, champion, servers_on):
         name, _ = champion
         # a warm server answers in about half a second: no server answers in 0.05 s
