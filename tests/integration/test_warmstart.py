@@ -41,9 +41,12 @@ TAG_ENV = "WARMSTART_TEST_TAG"
 
 # What a kernel reports about how it was set up; the same for a forked and a fresh one.
 PROBE = r"""
-import json, os, signal, sys, threading
+import gc, json, os, signal, sys, threading, weakref
 import matplotlib, pandas as pd
+class Cycle: pass
+cycle = Cycle(); cycle.me = cycle; alive = weakref.ref(cycle); del cycle
 print(json.dumps({
+    "garbage collected": (gc.isenabled(), gc.collect() >= 0 and alive() is None),
     "cwd": os.getcwd(),
     "argv0": os.path.basename(sys.argv[0]),
     "argv": sys.argv[1:2] + sys.argv[3:],

@@ -45,6 +45,12 @@ What keeps a forked process the same as a fresh one:
   executable, every environment variable except those a run sets for itself
   (``PER_RUN``), the installed packages (site-packages' mtime) and this package's files.
   A request with another key gets (or starts) another template.
+- The template moves what its imports made into the garbage collector's permanent
+  generation (``gc.freeze()``) before it forks. A kernel's collections then skip the
+  inherited heap instead of walking it, and so do not copy its pages (the kernel's start
+  costs a third of the CPU: ``benchmarks/RESULTS.md``). The collector stays on and
+  collects everything the process makes; only garbage among the inherited objects
+  (none: they are the imported modules) would stay.
 - The fork resets what a fresh interpreter would have fresh: signal handlers, session,
   folder, ``os.environ``, ``sys.argv``, ``sys.path[0]``, standard streams, numpy's global
   random state (``random`` reseeds itself on fork). What a library decides at import

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -158,6 +159,8 @@ def serve(key: str, owner: str | None = None) -> None:
     listener.listen(64)
     name_self(TEMPLATE_NAME)
     preload()
+    gc.collect()
+    gc.freeze()
 
     draining = False
 
