@@ -20,8 +20,8 @@ from mlops_helpers.config import (
 )
 
 # The kernel's own log goes to its stderr, which a notebook that runs notebooks shows in a
-# cell. ipykernel 7 logs a warning about loopback TCP without encryption at every start,
-# and an error "KeyboardInterrupt caught in kernel" when jupyter_client's shutdown
+# cell. ipykernel 7 logs a warning about loopback TCP without encryption at every start
+# (where warm starts are off and kernels talk TCP), and an error "KeyboardInterrupt caught in kernel" when jupyter_client's shutdown
 # (interrupt, then shutdown request) finds it idle on a loaded machine. Neither is about
 # the notebook: errors in cells still reach the caller through the messaging protocol.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
@@ -87,11 +87,12 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any]) -
     """Execute one notebook with papermill (kernel ``python3``, cwd = notebooks folder),
     in a warm kernel unless warm starts are off (:func:`mlops_helpers.workbook.warmstart.enable_here`).
 
-    A kernel that dies before it answers is started once more: jupyter_client picks free
-    TCP ports for a kernel in this process and the kernel binds them a moment later, so
-    another process starting up at the same time (a Dask worker, another kernel) can take
-    one first ("Address already in use"). No cell has run then; a kernel that fails twice
-    raises as before.
+    A kernel that dies before it answers is started once more: where a kernel talks TCP
+    (warm starts off: the workbook's provisioner gives kernels Unix sockets, see
+    :mod:`mlops_helpers.workbook.warmstart.provisioner`), jupyter_client picks free ports in
+    this process and the kernel binds them a moment later, so another process can take one
+    first ("Address already in use"). No cell has run then; a kernel that fails twice raises
+    as before.
     """
     import papermill
 
