@@ -41,6 +41,12 @@ BENCHMARKS = [
         ["--repeats", "1"],
     ),
     (
+        "Whole workbook headless against the papermill command, notebook by notebook",
+        "papermill_loop.py",
+        ["--repeats", "1"],
+        ["--repeats", "1"],
+    ),
+    (
         "Automated ETL at 1,000,000 rows per day against bare pandas",
         "etl_throughput.py",
         ["--repeats", "3"],
