@@ -135,7 +135,9 @@ def test_an_items_kernel_is_set_up_as_the_callers_own_and_shares_its_template(
             assert json.loads(executed.cells[-2].outputs[0]["text"]) == caller, r.key
             if warmstart.active():  # as in make test (other tests' templates may come and go)
                 parent = int(executed.cells[-1].outputs[0]["text"])
-                assert parent == callers_template, f"{r.key}: its kernel forked from another template"
+                assert parent == callers_template, (
+                    f"{r.key}: its kernel forked from another template"
+                )
     finally:
         cluster = own.cluster
         own.close()
