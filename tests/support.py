@@ -1,5 +1,5 @@
-"""Helpers the tests share: tiny notebooks written into a test's folder, and the scoring
-servers of a workspace found in /proc.
+"""Helpers the tests share: tiny notebooks written into a test's folder, the scoring
+servers of a workspace found in /proc, and another local user played by a forked child.
 
 Imported as ``tests.support`` (``pythonpath`` in ``pyproject.toml`` puts the project
 root on the path).
@@ -11,6 +11,7 @@ import collections
 import contextlib
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -156,3 +157,47 @@ def worked_solution(name: str, **variables):
     from mlops_helpers.checks import solution
 
     return solution(name, **variables)
+
+
+# ------------------------------------------------------------------- another local user
+
+NOBODY = 65534  # another local user, played by a forked child (the tests run as root)
+
+
+@contextlib.contextmanager
+def as_another_user(
+    act: Callable[[Callable[[bytes], None], int], bytes],
+) -> Iterator[tuple[bytes, dict[str, bytes]]]:
+    """Run ``act(ready, stop_fd)`` in a forked child that has become the user nobody.
+
+    ``act`` sets itself up (binds a socket, say), calls ``ready(data)``, works until
+    ``stop_fd`` is readable (the block inside has ended) and returns its report. Yields the
+    ``data`` (empty when the child failed before it was ready) and a dict that holds the
+    report under ``"report"`` after the block. The child only makes system calls and leaves
+    by ``os._exit``, so forking the multi-threaded test process is safe.
+    """
+    (ready_r, ready_w), (stop_r, stop_w), (report_r, report_w) = os.pipe(), os.pipe(), os.pipe()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            for fd in (ready_r, stop_w, report_r):  # the parent's ends: stop_w's close reaches us
+                os.close(fd)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(report_w, act(lambda data: os.write(ready_w, data), stop_r))
+            code = 0
+        finally:
+            os._exit(code)
+    for fd in (ready_w, stop_r, report_w):
+        os.close(fd)
+    outcome: dict[str, bytes] = {}
+    try:
+        yield os.read(ready_r, 4096), outcome
+    finally:
+        os.close(stop_w)
+        outcome["report"] = os.read(report_r, 1 << 16)
+        os.waitpid(child, 0)
+        for fd in (ready_r, report_r):
+            os.close(fd)

@@ -21,6 +21,7 @@ import pytest
 from mlops_helpers import registry
 from mlops_helpers.workbook import warmstart
 from mlops_helpers.workbook.processes import HOST, free_port
+from tests.support import NOBODY, as_another_user
 
 pytestmark = pytest.mark.slow
 
@@ -180,33 +181,22 @@ def test_tracking_server_with_a_bad_port_exits_2_naming_it(port, tmp_path):
     assert f"must be a port from 1 to 65535, got {port!r}" in done.stderr
 
 
-NOBODY = 65534  # another local user, played by a forked child (the tests run as root)
-
-
-def other_users_listener(ready_w: int, stop_r: int, report_w: int) -> None:
-    """In a forked child: become another user, listen on a free loopback port (its number to
-    ``ready_w``), answer each request 200, count them, until ``stop_r`` closes."""
-    code = 1
-    try:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind((HOST, 0))
-        listener.listen(8)
-        os.write(ready_w, str(listener.getsockname()[1]).encode())
-        requests = 0
-        while stop_r not in select.select([listener, stop_r], [], [], 60)[0]:
-            conn, _ = listener.accept()
-            with conn, contextlib.suppress(OSError):
-                conn.settimeout(5)
-                if conn.recv(4096):
-                    requests += 1
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        os.write(report_w, str(requests).encode())
-        code = 0
-    finally:
-        os._exit(code)
+def answering_on_a_free_port(ready, stop_r: int) -> bytes:
+    """What another user does (in :func:`as_another_user`): listen on a free loopback port
+    (its number to ``ready``), answer each request 200 and count them until told to stop."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((HOST, 0))
+    listener.listen(8)
+    ready(str(listener.getsockname()[1]).encode())
+    requests = 0
+    while stop_r not in select.select([listener, stop_r], [], [], 60)[0]:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(5)
+            if conn.recv(4096):
+                requests += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    return str(requests).encode()
 
 
 # the child (pytest-xdist's threads in the parent) only listens and leaves by os._exit
@@ -218,16 +208,8 @@ def test_a_port_another_user_listens_on_is_refused_without_asking_it(tmp_path):
     port before the server does gets no request, and the start fails naming the uid."""
     from mlops_helpers.workbook.processes import ServerError, ServerProcess
 
-    (ready_r, ready_w), (stop_r, stop_w), (report_r, report_w) = os.pipe(), os.pipe(), os.pipe()
-    child = os.fork()
-    if child == 0:
-        for fd in (ready_r, stop_w, report_r):
-            os.close(fd)
-        other_users_listener(ready_w, stop_r, report_w)  # does not return
-    for fd in (ready_w, stop_r, report_w):
-        os.close(fd)
-    try:
-        port = int(os.read(ready_r, 16) or b"0")
+    with as_another_user(answering_on_a_free_port) as (ready, outcome):
+        port = int(ready or b"0")
         assert port, "the other user could not listen"
         # a server that never binds: only the other user's listener is on the port
         server = ServerProcess(
@@ -238,10 +220,6 @@ def test_a_port_another_user_listens_on_is_refused_without_asking_it(tmp_path):
             server.start()
         assert server.process is None  # stopped
         assert server.lost_its_port()  # so a scoring server on a picked port tries another
-    finally:
-        os.close(stop_w)
-        report = os.read(report_r, 16)
-        os.waitpid(child, 0)
-        for fd in (ready_r, report_r):
-            os.close(fd)
-    assert report == b"0", f"the other user's listener received {report!r} requests"
+    assert outcome["report"] == b"0", (
+        f"the other user's listener got {outcome['report']!r} requests"
+    )

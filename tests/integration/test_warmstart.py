@@ -26,6 +26,7 @@ from jupyter_client.manager import KernelManager
 
 from mlops_helpers.workbook import execute, warmstart
 from mlops_helpers.workbook.warmstart import caller, common
+from tests.support import NOBODY, as_another_user
 
 pytestmark = [
     pytest.mark.slow,
@@ -391,28 +392,22 @@ def test_enable_here_keeps_a_session_that_is_already_warm_unowned(monkeypatch):
     )
 
 
-NOBODY = 65534  # another local user, played by a forked child (the tests run as root)
+def impostor(address: str):
+    """What another user does (in :func:`as_another_user`): bind ``address`` and record what
+    callers send (bytes, descriptors) until told to stop."""
 
-
-def impostor(address: str, ready_w: int, stop_r: int, report_w: int) -> None:
-    """In a forked child: become another user, bind ``address`` and record what callers
-    send (bytes, descriptors) until ``stop_r`` closes; the record goes to ``report_w``."""
-    code = 1
-    try:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+    def act(ready, stop_r: int) -> bytes:
         seen = {"uid": os.getuid(), "connections": 0, "bytes": 0, "fds": 0}
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(address)
         listener.listen(8)
-        os.write(ready_w, b"x")
+        ready(b"x")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([listener, stop_r], [], [], 1)
-            if stop_r in ready:
+            readable, _, _ = select.select([listener, stop_r], [], [], 1)
+            if stop_r in readable:
                 break
-            if listener in ready:
+            if listener in readable:
                 conn, _ = listener.accept()
                 seen["connections"] += 1
                 conn.settimeout(5)
@@ -425,10 +420,9 @@ def impostor(address: str, ready_w: int, stop_r: int, report_w: int) -> None:
                             os.close(fd)
                         if not data or data.endswith(b"\n"):
                             break
-        os.write(report_w, json.dumps(seen).encode())
-        code = 0
-    finally:
-        os._exit(code)
+        return json.dumps(seen).encode()
+
+    return act
 
 
 def test_a_template_name_held_by_another_user_gets_nothing_and_the_kernel_still_starts(
@@ -437,16 +431,8 @@ def test_a_template_name_held_by_another_user_gets_nothing_and_the_kernel_still_
     monkeypatch.setenv(TAG_ENV, own_template + "-impostor")  # a key no template serves yet
     monkeypatch.setenv("PROBE_VALUE", "a secret of the caller")  # what it must never see
     address = common.address(common.template_key(sys.executable, dict(os.environ)))
-    (ready_r, ready_w), (stop_r, stop_w), (report_r, report_w) = os.pipe(), os.pipe(), os.pipe()
-    child = os.fork()
-    if child == 0:
-        for fd in (ready_r, stop_w, report_r):  # the parent's ends: stop_w's close must reach us
-            os.close(fd)
-        impostor(address, ready_w, stop_r, report_w)  # does not return
-    for fd in (ready_w, stop_r, report_w):
-        os.close(fd)
-    try:
-        assert os.read(ready_r, 1) == b"x", "the other user could not bind the name"
+    with as_another_user(impostor(address)) as (ready, outcome):
+        assert ready == b"x", "the other user could not bind the name"
         km = start(True, tmp_path)
         try:
             assert run(km, "print(6 * 7)")[0].strip() == "42"
@@ -454,13 +440,7 @@ def test_a_template_name_held_by_another_user_gets_nothing_and_the_kernel_still_
             assert parent_pid(km.provisioner.pid) == os.getpid()  # the usual way
         finally:
             km.shutdown_kernel(now=True)
-    finally:
-        os.close(stop_w)
-        report = os.read(report_r, 4096)
-        os.waitpid(child, 0)
-        for fd in (ready_r, report_r):
-            os.close(fd)
-    seen = json.loads(report)
+    seen = json.loads(outcome["report"])
     assert seen["uid"] == NOBODY
     assert seen["connections"] >= 1, "the run never tried the name: the test proves nothing"
     assert (seen["bytes"], seen["fds"]) == (0, 0), f"the other user received {seen}"
