@@ -3,8 +3,9 @@
 The endpoint (:mod:`mlops_helpers.endpoint`) runs each version's scoring server as
 ``uvicorn mlops_helpers.workbook.logged_app:app``: MLflow's own app
 (``mlflow.pyfunc.scoring_server.app``, built from the model folder in its environment,
-exactly as ``mlflow models serve`` builds it) wrapped in an ASGI middleware that, after
-each ``/invocations`` answer is sent, appends one JSON line to the version's log:
+exactly as ``mlflow models serve`` builds it) wrapped in an ASGI middleware that, as
+each ``/invocations`` answer is sent (before its last byte, so a client that has the answer
+finds it logged), appends one JSON line to the version's log:
 
 ``{"time", "request_id", "role", "version", "status", "columns", "data", "predictions"}``
 
@@ -55,16 +56,25 @@ class Logged:
                 request.append(message.get("body", b""))
             return message
 
+        logged = []
+
+        def log() -> None:
+            logged.append(True)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            self.write(headers, b"".join(request), status[0] if status else 500, b"".join(answer))
+
         async def send_logged(message):
             if message["type"] == "http.response.start":
                 status.append(message["status"])
             elif message["type"] == "http.response.body":
                 answer.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    log()  # before the answer ends: a client that has it finds it logged
             await send(message)
 
         await self.app(scope, receive_logged, send_logged)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self.write(headers, b"".join(request), status[0] if status else 500, b"".join(answer))
+        if not logged:  # the app ended without a whole answer
+            log()
 
     def write(self, headers: dict, body: bytes, status: int, answer: bytes) -> None:
         record = {

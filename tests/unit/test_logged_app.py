@@ -1,0 +1,47 @@
+"""The prediction log's middleware (``mlops_helpers.workbook.logged_app``) against a tiny
+ASGI app standing in for MLflow's (this tests the middleware's order of events, which
+MLflow's app does not change; the endpoint's integration tests run the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from mlops_helpers.workbook.logged_app import Logged
+
+REQUEST = {"dataframe_split": {"columns": ["impression_id", "x"], "data": [["imp-1", 0.5]]}}
+ANSWER = {"predictions": [[0.3, 0.7]]}
+
+
+async def scoring_app(scope, receive, send):
+    await receive()
+    body = json.dumps(ANSWER).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body[:5], "more_body": True})
+    await send({"type": "http.response.body", "body": body[5:]})
+
+
+def test_an_answer_is_logged_before_its_last_byte_reaches_the_client(tmp_path):
+    log = tmp_path / "version=3.jsonl"
+    app = Logged(scoring_app, str(log), "3")
+    seen_when_done = []
+
+    async def receive():
+        return {"type": "http.request", "body": json.dumps(REQUEST).encode()}
+
+    async def send(message):
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            seen_when_done.append(log.read_text())  # what a client that has the answer reads
+
+    scope = {
+        "type": "http",
+        "path": "/invocations",
+        "headers": [(b"x-request-id", b"r-1"), (b"x-endpoint-role", b"canary")],
+    }
+    asyncio.run(app(scope, receive, send))
+    [text] = seen_when_done
+    [record] = [json.loads(line) for line in text.splitlines()]
+    assert (record["request_id"], record["role"], record["version"]) == ("r-1", "canary", "3")
+    assert record["predictions"] == ANSWER["predictions"]
+    assert record["data"] == REQUEST["dataframe_split"]["data"]
+    assert log.read_text() == text, "the answer was logged twice"
