@@ -63,13 +63,22 @@ class Logged:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             self.write(headers, b"".join(request), status[0] if status else 500, b"".join(answer))
 
+        length = []  # the answer's Content-Length, when it has one
+
         async def send_logged(message):
             if message["type"] == "http.response.start":
                 status.append(message["status"])
+                length.extend(
+                    int(v) for k, v in message.get("headers", []) if k.lower() == b"content-length"
+                )
             elif message["type"] == "http.response.body":
                 answer.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    log()  # before the answer ends: a client that has it finds it logged
+                whole = bool(length) and sum(map(len, answer)) >= length[0]
+                if not logged and (whole or not message.get("more_body", False)):
+                    # before the message that ends the answer: a client that has the whole
+                    # answer finds it logged. MLflow's app sends the body with more_body
+                    # and then an empty last message, so the end is the Content-Length.
+                    log()
             await send(message)
 
         await self.app(scope, receive_logged, send_logged)
