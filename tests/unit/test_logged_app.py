@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 
@@ -53,7 +54,11 @@ def test_an_answer_is_logged_before_its_last_byte_reaches_the_client(tmp_path, e
         "path": "/invocations",
         "headers": [(b"x-request-id", b"r-1"), (b"x-endpoint-role", b"canary")],
     }
-    asyncio.run(app(scope, receive, send))
+    # in a thread of its own: an earlier test in this process may have left an event loop
+    # running in this one (papermill's), where asyncio.run refuses to start
+    worker = threading.Thread(target=asyncio.run, args=(app(scope, receive, send),))
+    worker.start()
+    worker.join()
     [text] = seen_when_done
     [record] = [json.loads(line) for line in text.splitlines()]
     assert (record["request_id"], record["role"], record["version"]) == ("r-1", "canary", "3")
