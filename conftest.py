@@ -6,6 +6,7 @@ never touch the learner's ``workspace/`` and never see each other's files.
 
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -19,6 +20,12 @@ TEMPLATE_FOLDER = pytest.StashKey[str]()
 def pytest_configure(config):
     """A fresh workspace, MLflow's quiet offline env, unattended kernels started warm, and
     one MLflow store template for the session (xdist workers inherit the controller's)."""
+    # Tests stop what they start with Ctrl-C (SIGINT), as a learner does. A shell starts a
+    # background job (`make test &` in a script) with SIGINT ignored, and every process
+    # inherits that: the commands under test would never see their Ctrl-C, and a pool's
+    # workers never end. The session gets back the terminal's default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="mlops-test-ws-")
     if STORE_TEMPLATE_ENV not in os.environ:  # new stores: a copy, not 1.5 s of migrations
         folder = tempfile.mkdtemp(prefix="mlops-test-store-template-")

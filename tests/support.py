@@ -11,6 +11,7 @@ import collections
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import psutil
 
 from mlops_helpers.config import HOME_ENV, KERNEL
 from mlops_helpers.workbook import warmstart
+
+# The workbook's command line, as a test runs it: this interpreter, so the venv under test.
+CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 # ------------------------------------------------------------------------ tiny notebooks
 

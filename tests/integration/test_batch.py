@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,11 +22,9 @@ import pytest
 from mlops_helpers import config
 from mlops_helpers.workbook import batch, execute, warmstart
 from mlops_helpers.workbook.specs import SpecError
-from tests.support import UNLUCKY, make_notebook, ran, write_notebook
+from tests.support import CLI, UNLUCKY, make_notebook, ran, write_notebook
 
 pytestmark = pytest.mark.slow
-
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -15,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from mlops_helpers import etl, registry, tracking, training
-
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
+from tests.support import CLI
 
 
 def _cli(workspace, *args, timeout=300):

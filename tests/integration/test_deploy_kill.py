@@ -9,16 +9,15 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from mlops_helpers import registry
 from tests.integration.conftest import pointed_at
+from tests.support import CLI
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 ROWS = ["--n-rows", "800"]
 STEPS = ("gate:", "serve:", "smoke test:", "promote:")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -16,11 +15,9 @@ from mlops_helpers import config, tracking
 from mlops_helpers.parameters import ParameterError
 from mlops_helpers.workbook import cli, pipeline
 from mlops_helpers.workbook.specs import SpecError
-from tests.support import UNLUCKY, ran, write_notebook
+from tests.support import CLI, UNLUCKY, ran, write_notebook
 
 pytestmark = pytest.mark.slow
-
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 
 
 @pytest.fixture

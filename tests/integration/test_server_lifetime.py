@@ -21,11 +21,10 @@ import pytest
 from mlops_helpers import registry
 from mlops_helpers.workbook import warmstart
 from mlops_helpers.workbook.processes import HOST, free_port
-from tests.support import NOBODY, as_another_user
+from tests.support import CLI, NOBODY, as_another_user
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 START_TIMEOUT = 120.0  # the machine may be busy: tests check behaviour, not timing
 END_TIMEOUT = 15.0  # "within a few seconds", with room for a loaded machine
 READY = "Ctrl-C to stop"  # what both commands print once their server answers

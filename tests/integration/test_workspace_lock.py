@@ -17,10 +17,10 @@ from jupyter_client.manager import KernelManager
 
 from mlops_helpers import config
 from mlops_helpers.workbook import workspace_lock
+from tests.support import CLI
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
 # A process that holds the workspace as a writing command does, until it is killed.
 HOLDER = """
 import sys, time

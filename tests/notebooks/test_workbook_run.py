@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 
 from mlops_helpers.workbook import curriculum
-from tests.support import make_notebook
-
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
+from tests.support import CLI, make_notebook
 
 
 def _cli(workspace: Path, *args: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CLI = [sys.executable, "-m", "mlops_helpers.workbook.cli"]
+from tests.support import CLI
 
 # The command with one of its functions replaced by one that fails inside pandas: a bug,
 # not bad input. A subprocess, so that what a user sees (stderr, exit code) is measured.
