@@ -236,6 +236,20 @@ CELLS_JS = """(panelSelector) => {
   }));
 }"""
 
+# Where Run All is, cheaply enough to ask twice a second: per code cell its prompt, and
+# whether any output shows stderr. textContent, not innerText: no layout is forced.
+PROGRESS_JS = """(panelSelector) => {
+  const panel = document.querySelector(panelSelector);
+  if (!panel) return null;
+  return {
+    prompts: Array.from(panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
+      .map(p => p.textContent.trim()),
+    stderr: panel.querySelector(
+      '.jp-CodeCell .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+    ) !== null,
+  };
+}"""
+
 # Scroll the notebook back to its top; the height of its content and where it starts.
 EXTENT_JS = """(panelSelector) => {
   const scroller = document.querySelector(panelSelector + ' .jp-WindowedPanel-outer');
@@ -404,13 +418,11 @@ def _wait_run_all(page, deadline: float) -> list[dict]:
     """Poll the page until no cell is queued or running: every code cell has its number,
     or one showed an error (JupyterLab then leaves the rest unrun). The cells at the end."""
     while True:
-        cells = page.evaluate(CELLS_JS, PANEL)
-        code = [c for c in cells if c["code"]]
-        busy = any(c["prompt"] == "[*]:" for c in code)
-        ran = all(NUMBERED.match(c["prompt"]) for c in code)
-        stopped = any(o["mime"] == STDERR for c in code for o in c["outputs"])
-        if (not busy and (ran or stopped)) or time.monotonic() > deadline:
-            return cells
+        now = page.evaluate(PROGRESS_JS, PANEL)
+        busy = "[*]:" in now["prompts"]
+        ran = all(NUMBERED.match(prompt) for prompt in now["prompts"])
+        if (not busy and (ran or now["stderr"])) or time.monotonic() > deadline:
+            return page.evaluate(CELLS_JS, PANEL)
         time.sleep(0.5)
 
 
