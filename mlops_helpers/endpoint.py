@@ -211,6 +211,7 @@ http {{
     location @unavailable {{
       default_type application/json;
       add_header Retry-After 2 always;
+      add_header {REQUEST_HEADER} $request_id always;
       return 503 '{UNAVAILABLE}';
     }}
   }}
