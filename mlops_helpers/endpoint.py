@@ -243,12 +243,15 @@ class Endpoint(LoopbackServer):
         return endpoint_folder(self.name) / "predictions"
 
     def start(self, version: str | None = None) -> Endpoint:
-        """Serve ``version`` (default: the champion) behind nginx; wait until it answers."""
+        """Serve ``version`` (default: the champion) behind nginx; wait until it answers.
+
+        A port picked here (none given) is free when it is picked, not necessarily when
+        nginx binds it a moment later: nginx is started again on another, twice at most,
+        when it loses it (the scoring servers behind it do the same)."""
         check_name("model name", self.name)
         nginx = nginx_binary()
-        if self.port is None:
-            self.port = free_port()
-        else:
+        picked = self.port is None
+        if not picked:
             check_port_free(self.port)  # PortInUse (exit 2) before anything starts
         version = self._resolve(version)
         self.folder = endpoint_folder(self.name)
@@ -258,22 +261,35 @@ class Endpoint(LoopbackServer):
         try:  # whatever fails on the way, nothing this started is left running
             self._serve(version)
             route = Route(version)
-            self._write_config(route)
-            self._check_config(nginx)
-            self.server = ServerProcess(
-                f"nginx for {self.name}",
-                [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
-                 "-g", "daemon off;"],
-                f"{self.url}/ping",
-                self.folder / "nginx.log",
-                venv_env(),
-            )  # fmt: skip
-            self.server.start()
+            for attempt in range(3):
+                if picked:
+                    self.port = free_port()
+                try:
+                    self._start_nginx(nginx, route)
+                    break
+                except ServerError:
+                    lost = self.server is not None and self.server.lost_its_port()
+                    if not (picked and attempt < 2 and lost):
+                        raise
         except BaseException:
             self.stop()
             raise
         self.route = route
         return self
+
+    def _start_nginx(self, nginx: str, route: Route) -> None:
+        self.server = None
+        self._write_config(route)
+        self._check_config(nginx)
+        self.server = ServerProcess(
+            f"nginx for {self.name}",
+            [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
+             "-g", "daemon off;"],
+            f"{self.url}/ping",
+            self.folder / "nginx.log",
+            venv_env(),
+        )  # fmt: skip
+        self.server.start()
 
     def _resolve(self, version: str | None) -> str:
         if version is None:

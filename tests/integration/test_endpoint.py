@@ -80,6 +80,24 @@ def test_a_port_in_use_is_refused_before_anything_starts(versions):
             endpoint.Endpoint(name, port=port).start()
 
 
+def test_a_picked_port_taken_before_nginx_binds_it_is_replaced(versions, store, monkeypatch):
+    # free_port is replaced (only here, only nginx's) to make the race happen every time:
+    # the port it picks first is taken by a listener of this user that never answers
+    name, first, *_ = versions
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        lost = taken.getsockname()[1]
+        picks = iter([lost])
+        real = endpoint.free_port
+        monkeypatch.setattr(endpoint, "free_port", lambda: next(picks, None) or real())
+        with endpoint.Endpoint(name) as live:
+            assert live.port != lost
+            status, version, *_ = call(live.url, impressions(store, 1)[0])
+            assert (status, version) == (200, first)
+        assert live.server is None, "stopped"
+
+
 def test_nothing_to_roll_back_to_and_no_champion_are_named(versions, fresh_name):
     name, first, *_ = versions
     with (
