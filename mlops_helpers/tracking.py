@@ -44,6 +44,7 @@ from mlops_helpers.errors import WorkbookInputError
 from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook.processes import (
     LoopbackServer,
+    ServerError,
     ServerProcess,
     check_port_free,
     free_port,
@@ -502,7 +503,8 @@ class TrackingServer(LoopbackServer):
     artifacts in the workspace (PostgreSQL and an object store in production: see README)."""
 
     def __init__(self, port: int | None = None, name: str = "server", ready_timeout: float = 60):
-        if port is None:
+        self.picked = port is None
+        if self.picked:
             port = free_port()
         else:
             check_port_free(port)
@@ -519,7 +521,22 @@ class TrackingServer(LoopbackServer):
         Without MLflow's job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`` unless
         set): by default the server also starts a job runner and eight huey consumers for
         GenAI jobs, nine processes more, each importing MLflow at start, and the workbook
-        runs no MLflow jobs. Set the variable to ``true`` to have them."""
+        runs no MLflow jobs. Set the variable to ``true`` to have them.
+
+        A port picked here (none given) is free when it is picked, not necessarily when the
+        server binds it a moment later: a server that loses it is started again on
+        another, twice at most."""
+        for attempt in range(3):
+            if self.picked and attempt:
+                self.port = free_port()
+            try:
+                return self._start()
+            except ServerError:
+                if not (self.picked and attempt < 2 and self.server.lost_its_port()):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _start(self) -> TrackingServer:
         env = venv_env()
         env.setdefault(JOB_EXECUTION_ENV, "false")
         command = [

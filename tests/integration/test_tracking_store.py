@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -85,9 +86,19 @@ def test_a_deleted_store_is_made_afresh_beside_the_old_artifacts(tmp_path):
     assert old_files and all(p.read_text() == "old" for p in old_files), "old artifacts kept"
 
 
-def test_a_real_tracking_server_passes_the_check(tmp_path, monkeypatch):
+def test_a_real_tracking_server_on_a_raced_port_passes_the_check(tmp_path, monkeypatch):
     monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "ws"))
-    with tracking.TrackingServer(name="check") as server:
+    # free_port is replaced (only here) to make the race happen every time: the port it
+    # picks first is taken, before the server binds it, by a listener that never answers
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        lost = taken.getsockname()[1]
+        picks = iter([lost])
+        monkeypatch.setattr(tracking, "free_port", lambda: next(picks, None) or free_port())
+        server = tracking.TrackingServer(name="check").start()
+    with server:
+        assert server.port != lost, "started again on another port"
         assert tracking.server_problem(server.url) is None
         assert tracking.configure_tracking(server.url, experiment="team") == server.url
         monkeypatch.setenv(config.TRACKING_URI_ENV, server.url)
