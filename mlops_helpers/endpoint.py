@@ -245,9 +245,9 @@ class Endpoint(LoopbackServer):
     def start(self, version: str | None = None) -> Endpoint:
         """Serve ``version`` (default: the champion) behind nginx; wait until it answers.
 
-        A port picked here (none given) is free when it is picked, not necessarily when
-        nginx binds it a moment later: nginx is started again on another, twice at most,
-        when it loses it (the scoring servers behind it do the same)."""
+        nginx that loses a port picked here (none given) before it binds it is started again
+        on another, twice at most (:meth:`LoopbackServer._on_a_picked_port`), as the scoring
+        servers behind it are."""
         check_name("model name", self.name)
         nginx = nginx_binary()
         picked = self.port is None
@@ -261,16 +261,7 @@ class Endpoint(LoopbackServer):
         try:  # whatever fails on the way, nothing this started is left running
             self._serve(version)
             route = Route(version)
-            for attempt in range(3):
-                if picked:
-                    self.port = free_port()
-                try:
-                    self._start_nginx(nginx, route)
-                    break
-                except ServerError:
-                    lost = self.server is not None and self.server.lost_its_port()
-                    if not (picked and attempt < 2 and lost):
-                        raise
+            self._on_a_picked_port(picked, lambda: self._start_nginx(nginx, route), free_port)
         except BaseException:
             self.stop()
             raise
@@ -278,7 +269,6 @@ class Endpoint(LoopbackServer):
         return self
 
     def _start_nginx(self, nginx: str, route: Route) -> None:
-        self.server = None
         self._write_config(route)
         self._check_config(nginx)
         self.server = ServerProcess(

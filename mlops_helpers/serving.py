@@ -218,9 +218,8 @@ class ScoringServer(LoopbackServer):
     def start(self) -> ScoringServer:
         """Check the model and port, start the server, wait until ``/ping`` answers.
 
-        A port picked here (none given) is free when it is picked, not necessarily when the
-        server binds it a moment later (a busy machine's client connections take ports
-        too): a server that loses it is started again on another, twice at most."""
+        A server that loses a port picked here (none given) before it binds it is started
+        again on another, twice at most (:meth:`LoopbackServer._on_a_picked_port`)."""
         mlflow = import_mlflow()
         check_model_uri(self.model_uri)
         picked = self.port is None
@@ -229,15 +228,7 @@ class ScoringServer(LoopbackServer):
                 check_port_free(self.port)
             except ServerError as exc:
                 raise PortInUse(str(exc)) from None
-        for attempt in range(3):
-            if picked:
-                self.port = free_port()
-            try:
-                return self._start(mlflow)
-            except ServingError:
-                if not (picked and attempt < 2 and self.server and self.server.lost_its_port()):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        return self._on_a_picked_port(picked, lambda: self._start(mlflow), free_port)
 
     def _start(self, mlflow) -> ScoringServer:
         env = venv_env({"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})

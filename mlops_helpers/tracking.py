@@ -44,7 +44,6 @@ from mlops_helpers.errors import WorkbookInputError
 from mlops_helpers.storage import atomic_write
 from mlops_helpers.workbook.processes import (
     LoopbackServer,
-    ServerError,
     ServerProcess,
     check_port_free,
     free_port,
@@ -523,18 +522,9 @@ class TrackingServer(LoopbackServer):
         GenAI jobs, nine processes more, each importing MLflow at start, and the workbook
         runs no MLflow jobs. Set the variable to ``true`` to have them.
 
-        A port picked here (none given) is free when it is picked, not necessarily when the
-        server binds it a moment later: a server that loses it is started again on
-        another, twice at most."""
-        for attempt in range(3):
-            if self.picked and attempt:
-                self.port = free_port()
-            try:
-                return self._start()
-            except ServerError:
-                if not (self.picked and attempt < 2 and self.server.lost_its_port()):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        A server that loses a port picked here (none given) before it binds it is started
+        again on another, twice at most (:meth:`LoopbackServer._on_a_picked_port`)."""
+        return self._on_a_picked_port(self.picked, self._start, free_port)
 
     def _start(self) -> TrackingServer:
         env = venv_env()

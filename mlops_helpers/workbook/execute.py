@@ -23,8 +23,8 @@ from mlops_helpers.config import (
 # cell. ipykernel 7 logs a warning about loopback TCP without encryption at every start
 # (where warm starts are off and kernels talk TCP), and an error "KeyboardInterrupt caught
 # in kernel" when jupyter_client's shutdown (interrupt, then shutdown request) finds it
-# idle on a loaded machine. Neither is about
-# the notebook: errors in cells still reach the caller through the messaging protocol.
+# idle on a loaded machine. Neither is about the notebook: errors in cells still reach the
+# caller through the messaging protocol.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 

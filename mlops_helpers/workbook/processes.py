@@ -14,10 +14,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from mlops_helpers.config import MLFLOW_ENV
 from mlops_helpers.errors import WorkbookFailure, WorkbookInputError
+
+T = TypeVar("T")
 
 HOST = "127.0.0.1"
 STOPPED = b"stopped"  # the starter tells the watchdog it stopped the server itself
@@ -310,6 +314,26 @@ class LoopbackServer:
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log."""
         return self.server.log_tail(lines) if self.server else "(not started)"
+
+    def _on_a_picked_port(self, picked: bool, start: Callable[[], T], pick: Callable[[], int]) -> T:
+        """What ``start()`` returns; it starts ``self.server`` on ``self.port``.
+
+        A port picked here (``picked``: none was given) is free when ``pick`` picks it, not
+        necessarily when the server binds it a moment later (a busy machine's client
+        connections take ports too, and so can another user): a start that lost it
+        (:meth:`ServerProcess.lost_its_port`) is made again on another, twice at most.
+        ``pick`` is the calling module's ``free_port``, which a test may replace there."""
+        for attempt in range(3):
+            if picked and (attempt or self.port is None):
+                self.port = pick()
+            self.server = None
+            try:
+                return start()
+            except ServerError:
+                lost = self.server is not None and self.server.lost_its_port()
+                if not (picked and attempt < 2 and lost):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def stop(self) -> None:
         """Stop the server's whole process group."""
