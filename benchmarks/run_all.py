@@ -100,7 +100,7 @@ BENCHMARKS = [
         ["--clients", "50", "--requests", "10000"],
         ["--clients", "8", "--requests", "300"],
     ),
-    ("Fresh set-up and make test", "setup_and_test.py", [], ["--skip-test"]),
+    ("Fresh set-up and make test", "setup_and_test.py", ["--parts"], ["--skip-test"]),
 ]
 
 
