@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from setup_and_test import busy_ticks  # a sibling script: benchmarks/ is sys.path[0]
+
 HZ = os.sysconf("SC_CLK_TCK")
 UID = os.getuid()
 
@@ -45,14 +47,6 @@ KINDS = (
     ("Dask and multiprocessing workers", "multiprocessing"),
     ("pytest", "pytest"),
 )
-
-
-def busy_ticks() -> int:
-    """Clock ticks every core has spent busy since boot (/proc/stat's cpu line but idle
-    and iowait)."""
-    with open("/proc/stat") as stat:
-        fields = [int(v) for v in stat.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
 
 
 def kind_of(name: str, command: str) -> str:
