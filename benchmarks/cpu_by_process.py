@@ -55,8 +55,9 @@ def kind_of(name: str, command: str) -> str:
     return next((kind for kind, text in KINDS if text in both), f"other: {name}")
 
 
-def sample(seen: dict[int, list]) -> None:
-    """Record the CPU seconds of every process of this user's that is running now."""
+def sample(seen: dict[tuple[int, int], list]) -> None:
+    """Record the CPU seconds of every process of this user's that is running now, by
+    (pid, start time): a pid the system reuses is another process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -66,13 +67,13 @@ def sample(seen: dict[int, list]) -> None:
                 continue
             stat = Path(f"/proc/{pid}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
-            cpu = (int(fields[11]) + int(fields[12])) / HZ
-            if pid not in seen:
+            cpu, key = (int(fields[11]) + int(fields[12])) / HZ, (pid, int(fields[19]))
+            if key not in seen:
                 name = Path(f"/proc/{pid}/comm").read_text().strip()
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                seen[pid] = [cpu, kind_of(name, command.decode(errors="replace"))]
+                seen[key] = [cpu, kind_of(name, command.decode(errors="replace"))]
             else:
-                seen[pid][0] = cpu  # a pid reused within one interval counts once: rare
+                seen[key][0] = cpu
         except (OSError, ValueError):
             continue
 
@@ -86,9 +87,9 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or args.interval <= 0:
         parser.error("give a positive --interval and a command after --")
-    seen: dict[int, list] = {}
+    seen: dict[tuple[int, int], list] = {}
     sample(seen)  # what ran before the command counts only with what it uses meanwhile
-    before = {pid: cpu for pid, (cpu, _) in seen.items()}
+    before = {key: cpu for key, (cpu, _) in seen.items()}
     ticks, start = busy_ticks(), time.perf_counter()
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as child:
         while child.poll() is None:
@@ -96,9 +97,9 @@ def main() -> int:
             time.sleep(args.interval)
     wall, busy = time.perf_counter() - start, (busy_ticks() - ticks) / HZ
     totals = collections.Counter()
-    for pid, (cpu, kind) in seen.items():
-        if pid != os.getpid():
-            totals[kind] += cpu - before.get(pid, 0.0)
+    for key, (cpu, kind) in seen.items():
+        if key[0] != os.getpid():
+            totals[kind] += cpu - before.get(key, 0.0)
     print(f"command: {' '.join(sys.argv)}")
     print(f"{' '.join(command)}: exit {child.returncode}, {wall:.1f} s")
     print(f"machine busy {busy:.0f} core-s; counted below {sum(totals.values()):.0f} core-s")
